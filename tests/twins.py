@@ -1,0 +1,120 @@
+"""Run one oracle-format scenario dict through the kernel and through the reference, and put
+both answers in the same shape, so a test compares them with one ``==``.
+
+A decision is ``(decision, gpu, evict_ids, reject_kind)``; a state is the oracle's
+``final_state`` GPU list. ``KernelStepper`` drives the kernel one request at a time with its
+state carried between calls, for invariants that need the state around each decision.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from concerto_lab import reference
+from concerto_lab.io.scenario import scenario_from_dict
+from concerto_lab.kernels.policies import policy_code
+from concerto_lab.kernels.replay import N_ENTRIES, replay_chunk
+from concerto_lab.model.arrays import build_inputs
+from concerto_lab.model.dtypes import DECISION_NAMES, ENTRY_DTYPE, HEALTH_NAMES, REASON_KINDS
+from concerto_lab.replay import fix_flags, replay
+
+
+def kernel_run(sc: dict, fixes=()) -> tuple[list[tuple], list[dict]]:
+    """Decisions and final state from ``concerto_lab.replay.replay`` (the Numba kernel)."""
+    s = scenario_from_dict(sc)
+    r = replay(s.trace, s.config, s.gpus, events=s.events, fixes=fixes, warn=False)
+    evicts: dict[int, list[str]] = {}
+    for i, c in zip(r.evict_req.tolist(), r.evict_model.tolist()):
+        evicts.setdefault(i, []).append(r.names[c])
+    decisions = [
+        (DECISION_NAMES[k], g if g >= 0 else None, tuple(evicts.get(i, ())), REASON_KINDS[k])
+        for i, (k, g) in enumerate(zip(r.kind.tolist(), r.gpu.tolist()))
+    ]
+    return decisions, r.final_state()
+
+
+def as_tuple(d: reference.Decision) -> tuple:
+    return (d.decision, d.gpu, tuple(d.evict), d.reject_kind)
+
+
+def reference_run(sc: dict, fixes=()) -> tuple[list[tuple], list[dict]]:
+    """Decisions and final state from the pure-Python reference."""
+    decisions, router = reference.run_scenario(sc, fixes=fix_flags(fixes))
+    return [as_tuple(d) for d in decisions], router.state()
+
+
+def first_difference(sc: dict, fixes=()) -> str | None:
+    """``None`` when kernel and reference agree on everything, else where they first part."""
+    kd, ks = kernel_run(sc, fixes)
+    rd, rs = reference_run(sc, fixes)
+    if len(kd) != len(rd):
+        return f"{len(kd)} kernel decisions vs {len(rd)} reference decisions"
+    for i, (k, r) in enumerate(zip(kd, rd)):
+        if k != r:
+            return f"request {i}: kernel {k} != reference {r}"
+    if ks != rs:
+        return f"final state differs:\nkernel    {ks}\nreference {rs}"
+    return None
+
+
+class KernelStepper:
+    """The kernel, one request per ``replay_chunk`` call, state carried as in chunked replays.
+
+    After ``step(i)`` the state is the kernel's cluster right after request ``i`` (control events
+    placed before request ``i`` included, those before ``i + 1`` not yet).
+    """
+
+    def __init__(self, sc: dict, fixes=()):
+        s = scenario_from_dict(sc)
+        self.trace = s.trace
+        inp = build_inputs(s.trace, s.config, s.gpus, s.events)
+        self.names = inp.names
+        self.n = len(s.trace)
+        self.kind = np.empty(self.n, dtype=np.uint8)
+        self.gpu = np.empty(self.n, dtype=np.int8)
+        self.gpus = inp.gpus.copy()
+        self.entries = np.zeros(4, dtype=ENTRY_DTYPE)  # tiny on purpose: growth is exercised
+        self.ev_req = np.empty(4, dtype=np.int64)
+        self.ev_model = np.empty(4, dtype=np.int32)
+        self.counters = np.zeros(4, dtype=np.int64)
+        self.n_evicted = 0
+        self.args = (inp.control, self.gpus, inp.snapshots, inp.registry,
+                     policy_code(s.config.policy), np.int64(s.config.headroom),
+                     np.int64(fix_flags(fixes)))  # fmt: skip
+
+    def step(self, i: int) -> tuple:
+        """Replay request ``i`` (and, for the last one, the trailing control events)."""
+        self.entries, self.ev_req, self.ev_model = replay_chunk(
+            self.trace.t_ms, self.trace.model, i, i + 1, *self.args, self.entries, self.counters,
+            self.ev_req, self.ev_model, self.kind, self.gpu,
+        )  # fmt: skip
+        n_ev = int(self.counters[2])
+        evict = tuple(self.names[c] for c in self.ev_model[self.n_evicted:n_ev].tolist())
+        self.n_evicted = n_ev
+        k, g = int(self.kind[i]), int(self.gpu[i])
+        return (DECISION_NAMES[k], g if g >= 0 else None, evict, REASON_KINDS[k])
+
+    def state(self) -> list[dict]:
+        e = np.sort(self.entries[: int(self.counters[N_ENTRIES])], order=["gpu", "seq"])
+        return [
+            {
+                "id": g,
+                "health": HEALTH_NAMES[int(row["health"])],
+                "memory_total_bytes": int(row["total"]),
+                "memory_used_bytes": int(row["used"]),
+                "memory_available_bytes": int(row["available"]),
+                "loaded_models": [
+                    {"model": self.names[int(x["model"])], "vram_bytes": int(x["vram"]),
+                     "last_request_t_ms": int(x["last_t"]), "request_count": int(x["count"])}
+                    for x in e[e["gpu"] == g]
+                ],  # fmt: skip
+            }
+            for g, row in enumerate(self.gpus)
+        ]
+
+    def finish(self) -> None:
+        """Apply the control events after the last request (a no-op when already applied)."""
+        self.entries, self.ev_req, self.ev_model = replay_chunk(
+            self.trace.t_ms, self.trace.model, self.n, self.n, *self.args, self.entries,
+            self.counters, self.ev_req, self.ev_model, self.kind, self.gpu,
+        )  # fmt: skip
