@@ -134,6 +134,8 @@ def register(sub) -> None:
     add_cluster_args(p)
     p.add_argument("--out", metavar="FILE.parquet", help="write per-request decisions to Parquet")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--chart", metavar="FILE.png|FILE.svg",
+                   help="write a dashboard image of the main charts (PNG or SVG, offline)")
     p.add_argument("--top", type=int, default=8, help="models to list by cold starts (default 8)")
     p.add_argument("--progress", action="store_true", default=None,
                    help="always show a progress bar (default: only for long inputs)")
@@ -147,6 +149,12 @@ def run(args) -> int:
     result = replay(trace, config, gpus, progress=args.progress, **cluster_from(args, config))
     if args.out:
         result.to_parquet(args.out)
+    if args.chart:
+        from .charts import dashboard, save
+
+        if not args.chart.lower().endswith((".png", ".svg")):
+            raise ConfigError(f"--chart {args.chart}: the file name must end in .png or .svg")
+        save(dashboard(result), args.chart)
     if args.json:
         summary = result.summary()
         summary["input"] = label
@@ -158,6 +166,8 @@ def run(args) -> int:
         print(render_summary(result, label, top=args.top))
         if args.out:
             print(f"\ndecisions written to {args.out}")
+        if args.chart:
+            print(f"charts written to {args.chart}")
     return 0
 
 
