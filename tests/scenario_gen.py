@@ -5,9 +5,8 @@ benchmarks. It aims at the corners where a second implementation drifts: mixed G
 healths, zero-byte and over-sized models, sizes above 2**32, pins, Zipf popularity, unknown and
 case-variant ids, health flips, crashes, equal timestamps, all three policies and headroom 0.
 
-``rng`` is any ``random.Random``; hypothesis's ``st.randoms(use_true_random=False)`` works too,
-so the property tests shrink through the same code. Only ``random``, ``randint`` and ``choice``
-are called.
+``rng`` is any ``random.Random``, including the ones hypothesis's ``st.randoms()`` draws, so
+property tests drive the same code. Only ``random``, ``randint`` and ``choice`` are called.
 """
 
 from __future__ import annotations

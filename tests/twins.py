@@ -16,6 +16,7 @@ from concerto_lab.kernels.policies import policy_code
 from concerto_lab.kernels.replay import N_ENTRIES, replay_chunk
 from concerto_lab.model.arrays import build_inputs
 from concerto_lab.model.dtypes import DECISION_NAMES, ENTRY_DTYPE, HEALTH_NAMES, REASON_KINDS
+from concerto_lab.model.trace import Trace
 from concerto_lab.replay import fix_flags, replay
 
 
@@ -61,17 +62,26 @@ class KernelStepper:
     """The kernel, one request per ``replay_chunk`` call, state carried as in chunked replays.
 
     After ``step(i)`` the state is the kernel's cluster right after request ``i`` (control events
-    placed before request ``i`` included, those before ``i + 1`` not yet).
+    placed before request ``i`` included, those before ``i + 1`` not yet). The kernel applies the
+    trailing control events when a chunk reaches the end of the trace, so the stepper appends
+    one sentinel request for an id outside the registry (a reject that changes nothing) and only
+    ``finish()`` reaches that end.
     """
+
+    SENTINEL = "\x00end-of-trace"
 
     def __init__(self, sc: dict, fixes=()):
         s = scenario_from_dict(sc)
-        self.trace = s.trace
-        inp = build_inputs(s.trace, s.config, s.gpus, s.events)
+        t_end = int(s.trace.t_ms[-1]) if len(s.trace) else 0
+        self.trace = Trace.from_columns(
+            [*s.trace.t_ms.tolist(), t_end],
+            [*(s.trace.names[c] for c in s.trace.model.tolist()), self.SENTINEL],
+        )
+        inp = build_inputs(self.trace, s.config, s.gpus, s.events)
         self.names = inp.names
         self.n = len(s.trace)
-        self.kind = np.empty(self.n, dtype=np.uint8)
-        self.gpu = np.empty(self.n, dtype=np.int8)
+        self.kind = np.empty(self.n + 1, dtype=np.uint8)
+        self.gpu = np.empty(self.n + 1, dtype=np.int8)
         self.gpus = inp.gpus.copy()
         self.entries = np.zeros(4, dtype=ENTRY_DTYPE)  # tiny on purpose: growth is exercised
         self.ev_req = np.empty(4, dtype=np.int64)
@@ -113,8 +123,19 @@ class KernelStepper:
         ]
 
     def finish(self) -> None:
-        """Apply the control events after the last request (a no-op when already applied)."""
-        self.entries, self.ev_req, self.ev_model = replay_chunk(
-            self.trace.t_ms, self.trace.model, self.n, self.n, *self.args, self.entries,
-            self.counters, self.ev_req, self.ev_model, self.kind, self.gpu,
-        )  # fmt: skip
+        """Apply the control events after the last request (through the sentinel request)."""
+        assert self.step(self.n) == ("reject", None, (), "unknown")
+
+
+def make_router(sc: dict, fixes=()) -> reference.Router:
+    """A reference router at the scenario's start, for stepping it event by event."""
+    cfg = sc["config"]
+    return reference.Router(
+        gpus=[reference.Gpu(id=g["id"], memory_total=g["memory_total_bytes"], health=g["health"])
+              for g in sc["gpus"]],
+        models=[{"id": m["id"], "vram": m["vram_required_bytes"], "pin": m.get("pin", False)}
+                for m in sc["models"]],
+        policy=cfg["eviction_policy"],
+        headroom=cfg["vram_headroom_bytes"],
+        fixes=fix_flags(fixes),
+    )  # fmt: skip
