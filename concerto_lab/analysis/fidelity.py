@@ -197,7 +197,7 @@ class FidelityReport:
             "starts": len(self.production.starts),
             "crashes": len(self.production.crashes),
             "causes_in_first": causes,
-            **self.settings,
+            "replay": dict(self.settings),
         }
 
     def to_json(self) -> str:
@@ -266,16 +266,15 @@ def compare(production: Production, result: ReplayResult) -> pl.DataFrame:
     """One row per request: the logged and the replayed decision, which fields differ."""
     rep = replayed_table(result)
     log = production.logged.select(
-        "i", "t_ms", "model", "log_line", "decision_line",
+        "i", "t_ms", "model", "log_line", "decision_line", "seq",
         pl.col("decision").cast(pl.String).alias("logged_decision"),
         pl.col("gpu").alias("logged_gpu"), pl.col("evict").alias("logged_evict"),
         pl.col("reason").alias("logged_reason"),
     )  # fmt: skip
-    starts = np.array([s.line for s in production.starts], dtype=np.int64)
     t = log.join(rep, on="i", how="left").with_columns(
-        start=pl.Series(np.maximum(np.searchsorted(starts, production.logged["log_line"].to_numpy(),
-                                                   "right"), 1), dtype=pl.Int64),  # fmt: skip
-    )
+        start=pl.Series(_start_of(production, production.logged["seq"].to_numpy()),
+                        dtype=pl.Int64),
+    )  # fmt: skip
     same_kind = pl.col("decision") == pl.col("logged_decision")
     load = pl.col("logged_decision") == "load"
     reject = pl.col("logged_decision") == "reject"
@@ -288,6 +287,12 @@ def compare(production: Production, result: ReplayResult) -> pl.DataFrame:
         agree=~(pl.col("d_decision") | pl.col("d_gpu") | pl.col("d_evict") | pl.col("d_reason"))
     )
     return t
+
+
+def _start_of(production: Production, seq: np.ndarray) -> np.ndarray:
+    """Which start (1-based) each log position belongs to."""
+    starts = np.array([s.seq for s in production.starts], dtype=np.int64)
+    return np.searchsorted(starts, seq, "right")  # 0: before the first start-up line
 
 
 def replayed_table(result: ReplayResult) -> pl.DataFrame:
@@ -330,21 +335,21 @@ def _details(production: Production, div: pl.DataFrame) -> list[Divergence]:
     # per start, since `div` keeps request order from the beginning.
     roots = dict(div.group_by("start").agg(pl.col("i").min()).iter_rows())
     launches = production.launches.with_columns(
-        start=pl.Series(np.maximum(np.searchsorted(
-            np.array([s.line for s in production.starts], dtype=np.int64),
-            production.launches["line"].to_numpy(), "right"), 1), dtype=pl.Int64),
+        start=pl.Series(_start_of(production, production.launches["seq"].to_numpy()),
+                        dtype=pl.Int64),
     )  # fmt: skip
     # The model's latest launch before the request line, in the same start.
-    prev = div.select("i", "log_line", "model", "start").sort("log_line").join_asof(
-        launches.select(pl.col("line").alias("launch_line"), "model", "ready_line",
-                        pl.col("start").alias("launch_start")).sort("launch_line"),
-        left_on="log_line", right_on="launch_line", by="model", strategy="backward",
+    prev = div.select("i", "seq", "model", "start").sort("seq").join_asof(
+        launches.select(pl.col("seq").alias("launch_seq"), pl.col("line").alias("launch_line"),
+                        "model", "ready_seq", pl.col("start").alias("launch_start")),
+        left_on="seq", right_on="launch_seq", by="model", strategy="backward",
         check_sortedness=False,
     )  # fmt: skip
     prev = {r["i"]: r for r in prev.to_dicts()}
+    ls_ = launches["seq"].to_numpy()
     ll = launches["line"].to_numpy()
-    rl = launches["ready_line"].fill_null(np.iinfo(np.int64).max).to_numpy()
-    ls = launches["start"].to_numpy()
+    rl = launches["ready_seq"].fill_null(np.iinfo(np.int64).max).to_numpy()
+    lst = launches["start"].to_numpy()
     lm = launches["model"].to_list()
     out = []
     for r in div.to_dicts():
@@ -353,18 +358,18 @@ def _details(production: Production, div: pl.DataFrame) -> list[Divergence]:
         replayed = {"decision": r["decision"], "gpu": r["gpu"], "evict": r["evict"],
                     "reason": r["reason"]}  # fmt: skip
         differs = [k for k in ("decision", "gpu", "evict", "reason") if r[f"d_{k}"]]
-        line = r["log_line"]
-        flying = np.nonzero((ll < line) & (rl > line) & (ls == r["start"]))[0]
+        line, seq = r["log_line"], r["seq"]
+        flying = np.nonzero((ls_ < seq) & (rl > seq) & (lst == r["start"]))[0]
         in_flight = [f"{lm[j]} (launched at line {int(ll[j])})" for j in flying]
         p = prev.get(r["i"]) or {}
         same_start = p.get("launch_start") == r["start"] and p.get("launch_line") is not None
         cause = None
         if same_start and r["logged_decision"] == "route" and r["decision"] == "load" and (
-            p["ready_line"] is None or p["ready_line"] > line
+            p["ready_seq"] is None or p["ready_seq"] > seq
         ):
             cause = CAUSE_IN_FLIGHT
         elif same_start and r["logged_decision"] == "load" and r["decision"] == "route" and (
-            p["ready_line"] is None
+            p["ready_seq"] is None
         ):
             cause = CAUSE_FAILED_LAUNCH
         out.append(

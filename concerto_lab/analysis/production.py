@@ -50,6 +50,7 @@ class Start:
     t_ms: int
     pos: int  # requests logged before it
     snapshot: int | None  # index into the snapshots given, None if there was none for it
+    seq: int = 0  # position in log order over all files (file number << 40 | line)
 
 
 @dataclass(eq=False)
@@ -130,29 +131,34 @@ def read_production(
     """Read a Concerto JSON log (files, directories or globs) and pair it with start-up snapshots.
 
     ``snapshots[k]`` is the GPU state of the (k+1)-th start in the log (``io.startup`` reads
-    them from nvidia-smi CSV, NVML or ``/status``).
+    them from nvidia-smi CSV, NVML or ``/status``). The log is read once, by
+    ``io.concerto_log.read_log_events``; its requests are the trace.
     """
-    from ..io.concerto_log import read_concerto_log, read_log_events
+    from ..io.concerto_log import read_log_events
+    from ..io.log_files import expand_log_paths
 
-    trace = read_concerto_log(paths, strict=strict)
-    events, report = read_log_events(paths)
+    events, report = read_log_events(paths, strict=strict)
     return production_from_events(
-        trace, events, snapshots, gpu_ids=config.gpu_ids if config is not None else (),
-        report=report if trace.report is None else trace.report,
+        events, snapshots, gpu_ids=config.gpu_ids if config is not None else (), report=report,
+        files=[str(f) for f in expand_log_paths(paths)],
     )  # fmt: skip
 
 
+_FILE_SHIFT = 40  # seq = file number << 40 | line: one order over rotated files
+
+
 def production_from_events(
-    trace: Trace,
     events: pl.DataFrame,
     snapshots: Sequence[Sequence[Gpu]],
     *,
     gpu_ids: Sequence[int] = (),
     report: IntakeReport | None = None,
+    files: Sequence[str] | None = None,
 ) -> Production:
-    """The pure part of ``read_production``: a trace (with ``line``) and the event table."""
-    if trace.line is None:
-        raise ValueError("the trace has no log line numbers: read it with read_concerto_log")
+    """The pure part of ``read_production``, from ``read_log_events``' table (instant order).
+
+    ``files`` is the log's file order (oldest first); by default, order of first appearance.
+    """
     if not snapshots or not len(snapshots[0]):
         raise ConfigError(
             "no start-up snapshot: give the GPUs Concerto saw at start-up (--gpus-csv, --nvml "
@@ -164,40 +170,59 @@ def production_from_events(
         if len(s) != n_gpus:
             raise ConfigError(f"start-up snapshot {k} has {len(s)} GPUs, snapshot 1 has {n_gpus}")
     notes: list[str] = []
-    ev = _single_file_lines(events, notes).sort("line")
-    req_lines = np.asarray(trace.line, dtype=np.int64)
-    line_sorted = bool(len(req_lines) < 2 or np.all(np.diff(req_lines) > 0))
-    sorted_lines = req_lines if line_sorted else np.sort(req_lines)
+    order = list(files) if files else events["file"].unique(maintain_order=True).to_list()
+    multi = len(order) > 1
+    rank = pl.col("file").replace_strict(order, list(range(len(order))), default=len(order),
+                                         return_dtype=pl.Int64)  # fmt: skip
+    events = events.with_columns(seq=(rank * (1 << _FILE_SHIFT)) + pl.col("line"))
+    ev = events.sort("seq")
 
-    def pos_of(lines: np.ndarray) -> np.ndarray:
-        return np.searchsorted(sorted_lines, lines, side="left")
+    def where(seq: int) -> str:
+        line = seq & ((1 << _FILE_SHIFT) - 1)
+        return f"{order[seq >> _FILE_SHIFT]}:{line}" if multi else f"log line {line}"
+
+    # Requests in instant order (the table's order), as read_concerto_log makes them.
+    req = events.filter((pl.col("message") == REQUEST) & pl.col("model").is_not_null())
+    trace = Trace.from_columns(req["t_ms"].to_numpy(), req["model"], report=report,
+                               line=req["line"].to_numpy())  # fmt: skip
+    req_seq = req["seq"].to_numpy()
+    in_line_order = bool(len(req_seq) < 2 or np.all(np.diff(req_seq) > 0))
+    if not in_line_order:
+        notes.append(
+            "requests are not in time order in the log: restarts and crashes are placed by "
+            "time instead of by line"
+        )
+
+    def pos_of(seq: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
+        if in_line_order:
+            return np.searchsorted(req_seq, seq, side="left")
+        return np.searchsorted(trace.t_ms, t_ms, side="left")
 
     # Start-ups: "ready to serve" and "listening" of one start are adjacent; count it once.
     prev = pl.col("message").shift(1)
     is_start = pl.col("message").is_in(START_MESSAGES)
-    starts_df = ev.with_columns(new=is_start & ~(prev.is_in(START_MESSAGES).fill_null(False))) \
-        .filter(pl.col("new"))  # fmt: skip
-    s_lines = starts_df["line"].to_numpy()
-    s_pos = pos_of(s_lines)
+    starts_df = ev.filter(is_start & ~(prev.is_in(START_MESSAGES).fill_null(False)))
+    s_seq = starts_df["seq"].to_numpy()
+    s_pos = pos_of(s_seq, starts_df["t_ms"].to_numpy())
     offset = 0
-    if len(trace) and (len(s_lines) == 0 or s_pos[0] > 0):
+    if len(trace) and (len(s_seq) == 0 or s_pos[0] > 0):
         offset = 1
         notes.append(
-            f"the log begins mid-run ({int(s_pos[0]) if len(s_lines) else len(trace)} requests "
+            f"the log begins mid-run ({int(s_pos[0]) if len(s_seq) else len(trace)} requests "
             "before its first start-up line): the state before them is assumed empty, with "
             "snapshot 1's GPUs"
         )
     starts, restarts = [], []
-    for k, (line, t, pos) in enumerate(zip(s_lines.tolist(), starts_df["t_ms"].to_list(),
-                                           s_pos.tolist())):  # fmt: skip
+    for k, (seq, line, t, pos) in enumerate(zip(s_seq.tolist(), starts_df["line"].to_list(),
+                                                starts_df["t_ms"].to_list(), s_pos.tolist())):  # fmt: skip
         snap = k + offset
         have = snap < len(snapshots)
-        starts.append(Start(k + 1, line, t, pos, snap if have else None))
+        starts.append(Start(k + 1, line, t, pos, snap if have else None, seq=seq))
         if snap == 0:
             continue  # the initial state
         if not have:
             notes.append(
-                f"start {k + 1} (log line {line}) has no start-up snapshot of its own: it is "
+                f"start {k + 1} ({where(seq)}) has no start-up snapshot of its own: it is "
                 "replayed with snapshot 1's GPUs (give one snapshot per start for fidelity)"
             )
         restarts.append(Restart(t, snapshots[snap] if have else (), pos=pos))
@@ -208,17 +233,19 @@ def production_from_events(
         )
 
     cr = ev.filter(pl.col("message") == CRASH)
-    missing = cr.filter(pl.col("model_id").is_null())
-    for line in missing["line"].to_list():
-        notes.append(f"log line {line}: {CRASH!r} without model_id: ignored")
+    for seq in cr.filter(pl.col("model_id").is_null())["seq"].to_list():
+        notes.append(f"{where(seq)}: {CRASH!r} without model_id: ignored")
     cr = cr.filter(pl.col("model_id").is_not_null())
-    cr_pos = pos_of(cr["line"].to_numpy())
+    cr_pos = pos_of(cr["seq"].to_numpy(), cr["t_ms"].to_numpy())
     crashes = tuple(
         Crash(t, m, pos=p)
         for t, m, p in zip(cr["t_ms"].to_list(), cr["model_id"].to_list(), cr_pos.tolist())
     )
 
-    logged, launches = _logged_decisions(trace, ev, tuple(gpu_ids), n_gpus, notes)
+    logged, launches = _logged_decisions(trace, req, ev, tuple(gpu_ids), n_gpus, notes, where)
+    if multi:
+        logged = logged.with_columns(
+            log_file=pl.Series(order, dtype=pl.String).gather(pl.col("seq") >> _FILE_SHIFT))
     return Production(
         trace=trace,
         gpus=snapshots[0],
@@ -233,64 +260,59 @@ def production_from_events(
     )
 
 
-def _single_file_lines(ev: pl.DataFrame, notes: list[str]) -> pl.DataFrame:
-    """Line numbers are per file; several files are read in order, so make them one sequence."""
-    if "file" not in ev.columns or ev["file"].n_unique() <= 1:
-        return ev
-    raise ConfigError(
-        "a production log spread over several files needs one line sequence; concatenate the "
-        "files (in time order) into one log first"
-    )
-
-
-def _logged_decisions(trace: Trace, ev: pl.DataFrame, gpu_ids: tuple[int, ...], n_gpus: int,
-                      notes: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
+def _logged_decisions(trace: Trace, req_rows: pl.DataFrame, ev: pl.DataFrame,
+                      gpu_ids: tuple[int, ...], n_gpus: int, notes: list[str],
+                      where) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
+    """Joins on ``seq`` (log order); ``log_line`` and the other ``*_line`` columns are file lines."""
     n = len(trace)
     req = pl.DataFrame(
         {
             "i": np.arange(n, dtype=np.int64),
             "t_ms": trace.t_ms,
             "model": pl.Series(trace.names, dtype=pl.String).gather(trace.model),
-            "log_line": np.asarray(trace.line, dtype=np.int64),
+            "log_line": req_rows["line"],
+            "seq": req_rows["seq"],
         }
     )
-    req_by_line = req.sort("log_line")
+    req_by_seq = req.sort("seq")
     key = pl.coalesce("model", "model_id")
 
     # The decisive lines (launch, reject) go to the latest earlier request for the same model.
     decisive = (
         ev.filter(pl.col("message").is_in([LAUNCH, REJECT]))
-        .select("line", "t_ms", "message", pl.col("model").alias("d_model"), "gpu_id", "reason")
-        .sort("line")
-    )
-    decisive = decisive.join_asof(
-        req_by_line.select("log_line", pl.col("model").alias("d_model"), "i"),
-        left_on="line", right_on="log_line", by="d_model", strategy="backward",
-        check_sortedness=False,  # both sides are sorted by line; polars cannot check with `by`
-    ).join_asof(
-        req_by_line.select(pl.col("log_line").alias("prev_line"), pl.col("i").alias("prev_i")),
-        left_on="line", right_on="prev_line", strategy="backward",
+        .select("seq", "line", "t_ms", "message", pl.col("model").alias("d_model"), "gpu_id",
+                "reason")
+        .join_asof(
+            req_by_seq.select(pl.col("seq").alias("req_seq"), pl.col("model").alias("d_model"), "i"),
+            left_on="seq", right_on="req_seq", by="d_model", strategy="backward",
+            check_sortedness=False,  # both sides are sorted by seq; polars cannot check with `by`
+        )
+        .join_asof(
+            req_by_seq.select(pl.col("seq").alias("prev_seq"), pl.col("i").alias("prev_i")),
+            left_on="seq", right_on="prev_seq", strategy="backward",
+        )
     )  # fmt: skip
     orphans = decisive.filter(pl.col("i").is_null())
-    for line, msg, model in orphans.select("line", "message", "d_model").iter_rows():
-        notes.append(f"log line {line}: {msg!r} for {model!r} follows no request for it: ignored")
+    for seq, msg, model in orphans.select("seq", "message", "d_model").head(20).iter_rows():
+        notes.append(f"{where(seq)}: {msg!r} for {model!r} follows no request for it: ignored")
+    if orphans.height > 20:
+        notes.append(f"... {orphans.height - 20} more decision lines without a request")
     interleaved = decisive.filter(pl.col("i").is_not_null() & (pl.col("i") != pl.col("prev_i")))
     if interleaved.height:
         notes.append(
             f"{interleaved.height} decision line(s) follow another request's line (concurrent "
             f"requests); each was given to the latest earlier request for its model, first at "
-            f"log line {interleaved['line'][0]}"
+            f"{where(interleaved['seq'][0])}"
         )
     decisive = decisive.filter(pl.col("i").is_not_null())
     dup = decisive.filter(pl.col("i").is_duplicated())
     if dup.height:
-        first_lines = dup.group_by("i").agg(pl.col("line").sort()).sort("i")
-        for i, lines in first_lines.head(5).iter_rows():
-            notes.append(
-                f"request {i} has {len(lines)} decision lines (log lines {lines}): the first counts"
-            )
-        if first_lines.height > 5:
-            notes.append(f"... {first_lines.height - 5} more requests with several decision lines")
+        per = dup.group_by("i").agg(pl.col("line").sort()).sort("i")
+        for i, lines in per.head(5).iter_rows():
+            notes.append(f"request {i} has {len(lines)} decision lines (lines {lines}): the "
+                         "first counts")  # fmt: skip
+        if per.height > 5:
+            notes.append(f"... {per.height - 5} more requests with several decision lines")
         decisive = decisive.unique("i", keep="first", maintain_order=True)
 
     # GPU of a launch: "gpu:N" is a device id; replay positions follow the config's [[gpus]].
@@ -301,30 +323,29 @@ def _logged_decisions(trace: Trace, ev: pl.DataFrame, gpu_ids: tuple[int, ...], 
     decisive = decisive.with_columns(gpu=dev)
     bad_gpu = decisive.filter((pl.col("message") == LAUNCH)
                               & (pl.col("gpu").is_null() | (pl.col("gpu") >= n_gpus)))  # fmt: skip
-    for line, g in bad_gpu.select("line", "gpu_id").head(5).iter_rows():
-        notes.append(f"log line {line}: launch on {g!r}, which is not one of the {n_gpus} GPUs")
+    for seq, g in bad_gpu.select("seq", "gpu_id").head(5).iter_rows():
+        notes.append(f"{where(seq)}: launch on {g!r}, which is not one of the {n_gpus} GPUs")
 
     # Victims: each "evicting backend" belongs to the next launch line, in log order.
-    launch_lines = decisive.filter(pl.col("message") == LAUNCH).select(
-        pl.col("line").alias("launch_line"), "i")
+    launch_seq = decisive.filter(pl.col("message") == LAUNCH).select(
+        pl.col("seq").alias("launch_seq"), "i")
     victims = (
         ev.filter(pl.col("message") == EVICT)
-        .select("line", "victim")
-        .join_asof(launch_lines, left_on="line", right_on="launch_line", strategy="forward")
+        .select("seq", "victim")
+        .join_asof(launch_seq, left_on="seq", right_on="launch_seq", strategy="forward")
     )
     stray = victims.filter(pl.col("i").is_null())
     if stray.height:
         notes.append(f"{stray.height} 'evicting backend' line(s) with no launch after them: "
-                     f"ignored (first at log line {stray['line'][0]})")  # fmt: skip
+                     f"ignored (first at {where(stray['seq'][0])})")  # fmt: skip
     evict = (
         victims.filter(pl.col("i").is_not_null())
-        .sort("line")
         .group_by("i", maintain_order=True)
         .agg(pl.col("victim").alias("evict"))
     )
     logged = (
-        req.join(decisive.select("i", "message", "gpu", "reason", pl.col("line").alias("decision_line")),
-                 on="i", how="left")
+        req.join(decisive.select("i", "message", "gpu", "reason",
+                                 pl.col("line").alias("decision_line")), on="i", how="left")
         .join(evict, on="i", how="left")
         .sort("i")
         .with_columns(
@@ -339,30 +360,32 @@ def _logged_decisions(trace: Trace, ev: pl.DataFrame, gpu_ids: tuple[int, ...], 
             reason=pl.when(pl.col("decision") == "reject").then(pl.col("reason")),
         )
         .select("i", "t_ms", "model", "decision", "gpu", "evict", "reason", "log_line",
-                "decision_line")
+                "decision_line", "seq")
     )  # fmt: skip
 
     # Each launch and when it became ready (the next "backend ready" for that model).
     ready = (
         ev.filter(pl.col("message") == READY)
-        .select(pl.col("line").alias("ready_line"), key.alias("model"))
+        .select(pl.col("seq").alias("ready_seq"), pl.col("line").alias("ready_line"),
+                key.alias("model"))
         .filter(pl.col("model").is_not_null())
-        .sort("ready_line")
-    )
-    next_launch = pl.col("line").shift(-1).over("model")
+    )  # fmt: skip
     launches = (
         ev.filter(pl.col("message") == LAUNCH)
-        .select("line", "t_ms", "model", "gpu_id")
-        .sort("line")
-        .join_asof(ready, left_on="line", right_on="ready_line", by="model", strategy="forward",
+        .select("seq", "line", "t_ms", "model", "gpu_id")
+        .join_asof(ready, left_on="seq", right_on="ready_seq", by="model", strategy="forward",
                    check_sortedness=False)
-        .with_columns(next_launch_line=next_launch)
+        .with_columns(next_launch_seq=pl.col("seq").shift(-1).over("model"))
         .with_columns(
             # a ready line after the next launch of the same model belongs to that one
-            ready_line=pl.when(pl.col("next_launch_line").is_null()
-                               | (pl.col("ready_line") < pl.col("next_launch_line")))
-            .then(pl.col("ready_line"))
+            ok=pl.col("ready_seq").is_not_null() & (pl.col("next_launch_seq").is_null()
+                                                    | (pl.col("ready_seq") < pl.col("next_launch_seq")))
         )
+        .with_columns(
+            ready_seq=pl.when("ok").then(pl.col("ready_seq")),
+            ready_line=pl.when("ok").then(pl.col("ready_line")),
+        )
+        .drop("ok", "next_launch_seq")
     )  # fmt: skip
     return logged, launches
 

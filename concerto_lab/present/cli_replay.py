@@ -50,6 +50,35 @@ def add_cluster_args(p) -> None:
                    help="backend crash during the replay, e.g. qwen2.5-7b-instruct@1733227200000")
     p.add_argument("--fix", action="append", default=[], metavar="NAME",
                    help="opt-in fix of a reference quirk: route_healthy_copy, pin_reason")
+    add_startup_args(p)
+
+
+def add_startup_args(p) -> None:
+    """Production's start-up state (instead of --gpu), one snapshot per Concerto start."""
+    p.add_argument("--gpus-csv", action="append", default=[], metavar="FILE",
+                   help="nvidia-smi --query-gpu=index,name,memory.total,memory.used,"
+                        "temperature.gpu,ecc.errors.uncorrected.volatile.total --format=csv "
+                        "output taken before a start; once per start, in order")
+    p.add_argument("--status", action="append", default=[], metavar="FILE",
+                   help="Concerto /status JSON as a start-up snapshot (sizes are rounded)")
+    p.add_argument("--nvml", action="store_true",
+                   help="read the start-up state from this machine's GPUs through NVML")
+    p.add_argument("--no-restarts", action="store_true",
+                   help="what-if: ignore the restarts in a Concerto log (keep state across them)")
+    p.add_argument("--no-crashes", action="store_true",
+                   help="what-if: ignore the backend crashes in a Concerto log")
+
+
+def startup_snapshots(args, config) -> list:
+    """Start-up snapshots from --gpus-csv / --status / --nvml (empty if none was given)."""
+    from ..io.startup import read_snapshots
+
+    snaps = read_snapshots(csv_paths=getattr(args, "gpus_csv", []),
+                           status_paths=getattr(args, "status", []),
+                           nvml=getattr(args, "nvml", False), config=config)  # fmt: skip
+    if snaps and args.gpu:
+        raise ConfigError("give the GPUs either with --gpu or as a start-up snapshot, not both")
+    return snaps
 
 
 def parse_time_ms(text: str, what: str) -> int:
@@ -96,6 +125,10 @@ def read_input(args) -> tuple[Trace, object, tuple, str]:
         return trace, config, tuple(args.gpu) or gpus, label
     if not args.config:
         raise ConfigError("--config concerto.toml is required when a LOG is given")
+    if has_startup_args(args):
+        done = read_production_input(args)
+        if done is not None:
+            return done
     if not args.gpu:
         raise ConfigError("give the GPU memory sizes with --gpu SIZE, once per GPU")
     gpus = tuple(Gpu.of(g, k) for k, g in enumerate(args.gpu))  # fail before reading a big log
@@ -113,12 +146,64 @@ def read_input(args) -> tuple[Trace, object, tuple, str]:
     return trace, config, gpus, ", ".join(args.log)
 
 
+def has_startup_args(args) -> bool:
+    return bool(getattr(args, "gpus_csv", None) or getattr(args, "status", None)
+                or getattr(args, "nvml", False))  # fmt: skip
+
+
+def read_production_input(args):
+    """A log replayed from production's start-up snapshots (--gpus-csv / --status / --nvml).
+
+    A Concerto JSON log also brings its restarts (each start with its own snapshot) and backend
+    crashes, kept in ``args.production_events`` for ``cluster_from`` (--no-restarts,
+    --no-crashes switch them off). Other formats only take the first snapshot's GPUs: returns
+    ``None`` after putting them into ``args.gpu`` for the ordinary path.
+    """
+    import warnings
+    from pathlib import Path
+
+    from ..analysis.production import read_production
+    from ..io.config import load_config
+    from .cli import DataError
+
+    config = load_config(args.config)
+    snapshots = startup_snapshots(args, config)
+    first = Path(str(args.log[0]))
+    suffixes = [x.lower() for x in first.suffixes]
+    tabular = bool({".csv", ".parquet", ".pq", ".tsv"} & set(suffixes))
+    if args.format == "concerto" or (args.format == "auto" and not tabular):
+        try:
+            prod = read_production(args.log, snapshots, config, strict=args.strict)
+        except OSError as e:
+            raise FileNotFoundError(2, str(e), getattr(e, "filename", None) or str(first)) from None
+        except ValueError as e:
+            if isinstance(e, ConfigError):
+                raise
+            raise DataError(str(e)) from None
+        if len(prod.trace) or args.format == "concerto":
+            for note in prod.notes:
+                warnings.warn(note, stacklevel=2)
+            args.production_events = prod.events(
+                restarts=not getattr(args, "no_restarts", False),
+                crashes=not getattr(args, "no_crashes", False),
+            )  # fmt: skip
+            label = f"{', '.join(map(str, args.log))} (Concerto log: {len(prod.starts)} start(s), " \
+                    f"{len(prod.crashes)} crash(es))"  # fmt: skip
+            return prod.trace, config, snapshots[0], label
+    if len(snapshots) > 1:
+        warnings.warn("only the first start-up snapshot is used: restarts are read from Concerto "
+                      "JSON logs, and this input is not one", stacklevel=2)  # fmt: skip
+    args.gpu = list(snapshots[0])
+    return None
+
+
 def cluster_from(args, config) -> dict:
     """Keyword arguments for ``replay`` from the what-if flags."""
     pins = None
     if args.pin or args.unpin_all:
         pins = (set() if args.unpin_all else set(config.pins)) | set(args.pin)
-    return dict(policy=args.policy, headroom=args.headroom, pins=pins, events=events_from(args),
+    events = events_from(args) + list(getattr(args, "production_events", ()))
+    return dict(policy=args.policy, headroom=args.headroom, pins=pins, events=events,
                 fixes=args.fix)  # fmt: skip
 
 
