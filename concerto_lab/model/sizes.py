@@ -17,7 +17,14 @@ _UNITS = {
     "g": 10**9, "gb": 10**9, "gi": 2**30, "gib": 2**30,
     "t": 10**12, "tb": 10**12, "ti": 2**40, "tib": 2**40,
     "p": 10**15, "pb": 10**15, "pi": 2**50, "pib": 2**50,
+    "e": 10**18, "eb": 10**18, "ei": 2**60, "eib": 2**60,  # bytesize >= 2.1
 }  # fmt: skip
+#: Rust's ``char::is_whitespace`` (Unicode White_Space); Python's ``str.isspace`` also takes
+#: U+001C..U+001F, which bytesize refuses.
+_RUST_WHITESPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 
 _U64_MAX = 2**64 - 1
 #: Largest size the toolkit accepts: sums such as ``vram + headroom`` must stay inside int64.
@@ -57,14 +64,15 @@ def parse_size(value: str | int, *, what: str = "size") -> int:
     except ValueError:
         raise SizeError(
             f"{what}: cannot parse {value!r} as a size (expected a number and an optional unit "
-            f"such as B, KB, KiB, MB, MiB, GB, GiB, TB, TiB, PB, PiB)"
+            f"such as B, KB, KiB, MB, MiB, GB, GiB, TB, TiB, PB, PiB, EB, EiB)"
         ) from None
-    suffix = value[len(number):].lstrip()
-    factor = _UNITS.get(suffix.lower()) if suffix else None
+    suffix = value[len(number):].lstrip(_RUST_WHITESPACE)
+    # bytesize compares units with eq_ignore_ascii_case: "\u212aB" (Kelvin sign) is no "kB".
+    factor = _UNITS.get(suffix.lower()) if suffix and suffix.isascii() else None
     if factor is None:
         raise SizeError(
             f"{what}: unknown unit {suffix!r} in {value!r} (use B, K/KB, Ki/KiB, M/MB, Mi/MiB, "
-            f"G/GB, Gi/GiB, T/TB, Ti/TiB, P/PB, Pi/PiB; case does not matter)"
+            f"G/GB, Gi/GiB, T/TB, Ti/TiB, P/PB, Pi/PiB, E/EB, Ei/EiB; case does not matter)"
         )
     product = x * float(factor)  # float64 multiply, then truncate: bytesize's `(v * u) as u64`
     n = _U64_MAX if product >= 2.0**64 else int(product)
