@@ -33,6 +33,7 @@ from ..model.dtypes import (
 from .policies import eviction_key
 
 N_ENTRIES, NEXT_SEQ, N_EVICTIONS, NEXT_CONTROL = 0, 1, 2, 3
+INT64_MAX = 2**63 - 1  # no GPU holds this much, so a saturated need never fits
 
 
 @njit(cache=True)
@@ -232,7 +233,8 @@ def replay_chunk(
             out_gpu[i] = -1
             continue
         vram = registry[m].vram
-        need = vram + headroom
+        # Saturate: two 4 EiB sizes would pass int64 and wrap negative (then everything "fits").
+        need = vram + headroom if vram <= INT64_MAX - headroom else INT64_MAX
         n = counters[N_ENTRIES]
 
         # Step 3: direct placement: Healthy first, then most available, then lowest index.

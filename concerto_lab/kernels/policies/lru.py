@@ -5,4 +5,6 @@ from numba import njit
 
 @njit(inline="always", cache=True)
 def key(vram, last_t, count, t):
-    return float(last_t)  # epoch ms stay exact in float64 up to 2**53
+    # Relative to now: exact in float64 for any epoch while the trace spans < 2**53 ms; absolute
+    # epoch ms above 2**53 would round 2 ms apart into ties.
+    return float(last_t - t)
