@@ -20,7 +20,6 @@ All of it is polars joins over the event table; nothing here runs Python per req
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -399,11 +398,6 @@ def gpu_position(gpu_id: str, gpu_ids: Sequence[int] = ()) -> int | None:
     if gpu_ids:
         return list(gpu_ids).index(dev) if dev in gpu_ids else None
     return dev
-
-
-def warn_notes(production: Production, stacklevel: int = 2) -> None:
-    for text in production.notes:
-        warnings.warn(text, stacklevel=stacklevel + 1)
 
 
 __all__ = [
