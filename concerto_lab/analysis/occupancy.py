@@ -123,7 +123,7 @@ def _operations(result):
     t = np.concatenate([t_ctl, trace.t_ms[result.evict_req], trace.t_ms[loads]]).astype(np.int64)
     # Stable sort by (pos, kind): controls before the request, then its evictions in plan order,
     # then its load.
-    order = np.lexsort((kind, pos))
+    order = np.argsort(pos * 4 + kind, kind="stable")  # three sorted runs: a cheap merge
     return pos[order], kind[order], arg[order], t[order], inp
 
 

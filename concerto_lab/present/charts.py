@@ -153,20 +153,26 @@ def evictions_matrix(result, top: int = 12) -> pl.DataFrame:
     the rest folded into ``(other models)``."""
     if not len(result.evict_req):
         return pl.DataFrame(schema={"loader": pl.String, "victim": pl.String, "evictions": pl.Int64})
+    k = len(result.names)
+    loader = result.trace.model[result.evict_req].astype(np.int64)
+    victim = result.evict_model.astype(np.int64)
+    involvement = np.bincount(loader, minlength=k) + np.bincount(victim, minlength=k)
     names = np.array(result.names, dtype=object)
-    loader = result.trace.model[result.evict_req]
-    victim = result.evict_model
-    involvement = np.bincount(loader, minlength=len(names)) + np.bincount(
-        victim, minlength=len(names)
-    )
-    order = np.lexsort((names, -involvement))[: top]
-    keep = np.zeros(len(names), dtype=bool)
-    keep[order] = True
-    label = np.where(keep, names, OTHER)
+    keep = np.lexsort((names, -involvement))[:top]
+    label = np.full(k, len(keep), dtype=np.int64)  # the last label is OTHER
+    label[keep] = np.arange(len(keep))
+    width = len(keep) + 1
+    counts = np.bincount(label[loader] * width + label[victim], minlength=width * width)
+    nz = np.flatnonzero(counts)
+    text = [*(result.names[c] for c in keep), OTHER]
     return (
-        pl.DataFrame({"loader": label[loader].astype(str), "victim": label[victim].astype(str)})
-        .group_by("loader", "victim")
-        .agg(pl.len().cast(pl.Int64).alias("evictions"))
+        pl.DataFrame(
+            {
+                "loader": [text[c] for c in (nz // width).tolist()],
+                "victim": [text[c] for c in (nz % width).tolist()],
+                "evictions": counts[nz].astype(np.int64),
+            }
+        )
         .sort("evictions", "loader", "victim", descending=[True, False, False])
     )
 
@@ -179,7 +185,8 @@ def compare_data(results: Mapping[str, object] | Sequence, delta: bool = False) 
     the first (the baseline), baseline left out."""
     results = _labelled(results)
     rows = [
-        (name, m, int(r.summary()[m])) for name, r in results.items() for m in COMPARE_METRICS
+        (name, m, int(s[m])) for name, s in ((n, r.summary()) for n, r in results.items())
+        for m in COMPARE_METRICS
     ]
     df = pl.DataFrame(rows, schema={"replay": pl.String, "metric": pl.String, "value": pl.Int64},
                       orient="row")  # fmt: skip
@@ -208,10 +215,12 @@ def _time_x(title: str = "time (UTC)"):
     return alt.X("t_ms:T", scale=_UTC, title=title, axis=alt.Axis(labelOverlap=True))
 
 
-def decisions_chart(result, max_buckets: int = 200, width: int = 640, height: int = 180):
-    """Routed / cold-start / rejected requests per time bucket (stacked)."""
+def decisions_chart(result, max_buckets: int = 200, width: int = 640, height: int = 180,
+                    data: pl.DataFrame | None = None):
+    """Routed / cold-start / rejected requests per time bucket (stacked); ``data`` is
+    ``decisions_data(result, max_buckets)`` when the caller already has it."""
     _, _, _, label = _bucket_of(result, max_buckets)
-    data = decisions_data(result, max_buckets)
+    data = decisions_data(result, max_buckets) if data is None else data
     return (
         alt.Chart(data, title="Routing decisions over time", width=width, height=height)
         .transform_filter("datum.requests > 0")
@@ -229,9 +238,10 @@ def decisions_chart(result, max_buckets: int = 200, width: int = 640, height: in
     )  # fmt: skip
 
 
-def occupancy_chart(result, top: int = 8, width: int = 640, height: int = 150, intervals=None):
+def occupancy_chart(result, top: int = 8, width: int = 640, height: int = 150, intervals=None,
+                    data: pl.DataFrame | None = None):
     """Mean VRAM resident per GPU over time, stacked by model, with capacity and headroom lines."""
-    data = occupancy_data(result, top=top, intervals=intervals)
+    data = occupancy_data(result, top=top, intervals=intervals) if data is None else data
     _, width_ms, _, label = _bucket_of(
         result, min(200, max(1, MAX_ROWS // max(1, len(result.gpus) * (top + 2))))
     )
@@ -279,9 +289,10 @@ def occupancy_chart(result, top: int = 8, width: int = 640, height: int = 150, i
     return alt.vconcat(*panels, title=title).resolve_scale(color="shared", strokeDash="independent")
 
 
-def churn_chart(result, top: int = 15, width: int = 300, height: int = 300):
+def churn_chart(result, top: int = 15, width: int = 300, height: int = 300,
+                data: pl.DataFrame | None = None):
     """Cold starts and evictions per model (the ``top`` models by their sum)."""
-    data = churn_data(result, top)
+    data = churn_data(result, top) if data is None else data
     order = data.filter(pl.col("what") == "cold starts")["model"].to_list()
     return (
         alt.Chart(data, title=f"Cold starts and evictions per model (top {len(order)})",
@@ -298,9 +309,10 @@ def churn_chart(result, top: int = 15, width: int = 300, height: int = 300):
     )  # fmt: skip
 
 
-def who_evicted_whom_chart(result, top: int = 12, size: int = 300):
+def who_evicted_whom_chart(result, top: int = 12, size: int = 300,
+                           data: pl.DataFrame | None = None):
     """Heat map: model being loaded (rows) x model it evicted (columns), with counts."""
-    data = evictions_matrix(result, top)
+    data = evictions_matrix(result, top) if data is None else data
     base = alt.Chart(data, title="Who evicted whom", width=size, height=size).encode(
         y=alt.Y("loader:N", title="model loaded (cold start)"),
         x=alt.X("victim:N", title="model evicted", axis=alt.Axis(labelAngle=-45)),
@@ -314,12 +326,13 @@ def who_evicted_whom_chart(result, top: int = 12, size: int = 300):
 
 
 def compare_chart(
-    results, delta: bool = False, max_buckets: int = 120, width: int = 320, height: int = 200
+    results, delta: bool = False, max_buckets: int = 120, width: int = 320, height: int = 200,
+    data: pl.DataFrame | None = None,
 ):
     """Two or more replays: headline counts side by side (or minus the first), and cold starts
     per time bucket as one line per replay."""
     results = _labelled(results)
-    data = compare_data(results, delta=delta)
+    data = compare_data(results, delta=delta) if data is None else data
     title = "Change against the baseline" if delta else "Headline counts"
     bars = (
         alt.Chart(data, title=title, width=width, height=height)

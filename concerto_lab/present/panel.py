@@ -235,15 +235,24 @@ class TuningPanel:
             "evictions": C.evictions_matrix(r),
             "compare": C.compare_data(pair),
         }
-        self.charts = {
-            "decisions": C.decisions_chart(r, width=600, height=170),
-            "occupancy": C.occupancy_chart(r, top=self.top, width=600, height=130, intervals=iv),
-            "churn": C.churn_chart(r, width=320, height=300),
-            "evictions": C.who_evicted_whom_chart(r, size=320),
-            "compare": C.compare_chart(pair, width=300, height=160),
-        }
-        self._stale = set(self.charts)
+        d = self.chart_data
+        # Altair objects are built (and rendered) only for the tab on show: building all five
+        # costs more than the replay itself.
+        self._builders = {
+            "decisions": lambda: C.decisions_chart(r, width=600, height=170, data=d["decisions"]),
+            "occupancy": lambda: C.occupancy_chart(r, top=self.top, width=600, height=130,
+                                                   data=d["occupancy"]),
+            "churn": lambda: C.churn_chart(r, width=320, height=300, data=d["churn"]),
+            "evictions": lambda: C.who_evicted_whom_chart(r, size=320, data=d["evictions"]),
+            "compare": lambda: C.compare_chart(pair, width=300, height=160, data=d["compare"]),
+        }  # fmt: skip
+        self._stale = set(self._builders)
         self._show_tab()
+
+    @property
+    def charts(self) -> dict:
+        """The Altair chart of every tab, for the current replay."""
+        return {name: build() for name, build in self._builders.items()}
 
     @property
     def chart(self):
@@ -259,7 +268,7 @@ class TuningPanel:
         if name in getattr(self, "_stale", ()):
             out = self.tabs.children[k]
             out.outputs = ()
-            out.append_display_data(SVG(C.to_svg(self.charts[name])))
+            out.append_display_data(SVG(C.to_svg(self._builders[name]())))
             self._stale.discard(name)
 
     def _summary_html(self) -> str:
