@@ -23,6 +23,8 @@ MAX_SIZE = 2**62
 _GPU_PALETTE = (16 * GB, 24 * GB, 40 * GB, 48 * GB, 80 * GB, 16 * GIB, 24 * GIB, 80 * GIB)
 #: Start times: zero, just below and above 2**31 and 2**32, and present-day epoch milliseconds.
 _T0 = (0, 2**31 - 5_000, 2**32 + 17, 1_733_184_006_854, 1_741_064_767_000)
+#: ... and, for ``huge``, where float64 stops holding every millisecond, and near the top.
+_T0_HUGE = (2**53 - 5_000, 2**62)
 
 
 def _weighted(rng, items, weights):
@@ -107,7 +109,9 @@ def random_scenario(
     ]  # fmt: skip
     if headroom is None:
         r = rng.random()
-        if r < 0.35:
+        if huge and r < 0.15:
+            headroom = rng.choice((MAX_SIZE, rng.randint(0, MAX_SIZE)))  # sums may pass int64
+        elif r < 0.35:
             headroom = 0
         elif r < 0.6:
             headroom = GB
@@ -141,7 +145,7 @@ def random_scenario(
     mean_gap = rng.choice((300, 2_000, 30_000))
     n_events = n_events if n_events is not None else rng.randint(1, max_events)
 
-    t = rng.choice(_T0) + (rng.randint(0, 2**40) if huge else 0)
+    t = rng.choice(_T0 + _T0_HUGE if huge else _T0) + (rng.randint(0, 2**40) if huge else 0)
     if whole_seconds:
         t -= t % 1000
     events = []

@@ -46,6 +46,14 @@ def test_headroom_zero_and_nonzero(headroom):
 
 def test_sizes_and_times_near_the_int64_ceiling():
     _assert_agree(400_000, BLOCK, huge=True)
+    corners = Counter()
+    for sc in scenarios(400_000, BLOCK, huge=True):
+        headroom = sc["config"]["vram_headroom_bytes"]
+        vram = [m["vram_required_bytes"] for m in sc["models"]]
+        corners["need>int64"] += any(v + headroom > 2**63 - 1 for v in vram)
+        corners["t>2**53"] += sc["events"][-1]["t_ms"] > 2**53
+        corners["gpu>2**61"] += any(g["memory_total_bytes"] > 2**61 for g in sc["gpus"])
+    assert min(corners.values()) > 0 and len(corners) == 3, corners
 
 
 def test_fixes_change_decisions_somewhere():
