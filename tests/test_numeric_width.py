@@ -6,7 +6,6 @@ and request counts beyond int32. Each runs through the kernel and the reference,
 """
 
 import numpy as np
-import polars as pl
 import pytest
 from twins import KernelStepper, kernel_run, make_router, reference_run
 
@@ -97,13 +96,6 @@ def test_large_sizes_survive_the_result_tables():
     assert [line["decision"] for line in r.oracle_lines()] == ["load", "load"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="ReplayResult.per_gpu sums bytes_loaded with float64 bincount weights: inexact "
-    "above 2**53 bytes (9 PB, e.g. 100k cold starts of 100 GB models). Remove this mark "
-    "once it sums integers.",
-)
 def test_per_gpu_bytes_loaded_is_exact():
     assert _big_replay().per_gpu()["bytes_loaded"].to_list() == [2**61 + 2**60 + 4]
 
@@ -137,13 +129,6 @@ def test_times_keep_every_bit_through_the_trace_and_results():
     assert r.evict_req.dtype == np.int64 and r.final_entries["last_t"].dtype == np.int64
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pl.exceptions.ComputeError,
-    reason="ReplayResult.decisions fails on polars 2.x: `pl.col('code').cast(pl.Enum)` from "
-    "UInt32 is refused ('casting from u32 to enum is not supported'). Remove this mark once "
-    "the table builds.",
-)
 def test_decisions_table_keeps_int64_times():
     times = [2**31 + 1, 2**32 + 1, 2**53 + 1]
     s = scenario_from_dict(one_gpu(10, {"m": 1}, [(t, "m") for t in times]))

@@ -24,11 +24,10 @@ from ..model.dtypes import (
     ROUTE,
 )
 from ..model.sizes import format_size
-from ..model.trace import Trace
+from ..model.trace import Trace, enum_series
 
 DECISIONS = pl.Enum(["route", "load", "reject"])
 REASON_KINDS = pl.Enum(["unknown", "pinned", "no_fit"])
-_KIND_TO_DECISION = np.array([0, 1, 2, 2, 2], dtype=np.uint32)
 
 
 def reason_text(kind: int, model: str, vram: int) -> str | None:
@@ -140,8 +139,7 @@ class ReplayResult:
                 "memory_total_bytes": [x.total for x in self.gpus],
                 "routed": np.bincount(g[k == ROUTE], minlength=g_n),
                 "loads": np.bincount(g[k == LOAD], minlength=g_n),
-                "bytes_loaded": np.bincount(g[k == LOAD], weights=vram[k == LOAD], minlength=g_n)
-                .astype(np.int64),
+                "bytes_loaded": [int(vram[(g == x) & (k == LOAD)].sum()) for x in range(g_n)],
                 "evictions": np.bincount(ev_gpu, minlength=g_n),
                 "final_used_bytes": self.final_gpus["used"],
                 "final_health": [HEALTH_NAMES[h] for h in self.final_gpus["health"]],
@@ -153,7 +151,7 @@ class ReplayResult:
     def decisions(self) -> pl.DataFrame:
         """One row per request: time, model, decision, gpu, evicted models, reason."""
         n = len(self.kind)
-        names = pl.Enum(list(self.names))
+        names = enum_series("", np.arange(len(self.names)), self.names)
         base = pl.DataFrame(
             {
                 "i": np.arange(n, dtype=np.int64),
@@ -165,7 +163,7 @@ class ReplayResult:
         )
         evicted = (
             pl.DataFrame({"i": self.evict_req, "code": self.evict_model.astype(np.uint32)})
-            .with_columns(pl.col("code").cast(names).cast(pl.String).alias("evict"))
+            .with_columns(pl.lit(names).gather(pl.col("code")).cast(pl.String).alias("evict"))
             .group_by("i", maintain_order=True)
             .agg("evict")
         )
@@ -178,15 +176,14 @@ class ReplayResult:
                 "i",
                 "t_ms",
                 pl.col("t_ms").cast(pl.Datetime("ms", "UTC")).alias("time"),
-                pl.col("code").cast(names).alias("model"),
-                pl.lit(pl.Series(_KIND_TO_DECISION)).gather(pl.col("kind")).cast(DECISIONS)
+                pl.lit(names).gather(pl.col("code")).alias("model"),
+                pl.lit(pl.Series(["route", "load", "reject", "reject", "reject"], dtype=DECISIONS))
+                .gather(pl.col("kind"))
                 .alias("decision"),
                 pl.when(pl.col("gpu") >= 0).then(pl.col("gpu")).alias("gpu"),
                 pl.col("evict").fill_null(pl.lit([], dtype=pl.List(pl.String))),
-                pl.when(pl.col("kind") >= REJECT_UNKNOWN)
-                .then(pl.col("kind") - REJECT_UNKNOWN)
-                .cast(pl.UInt32)
-                .cast(REASON_KINDS)
+                pl.lit(pl.Series([None, None, "unknown", "pinned", "no_fit"], dtype=REASON_KINDS))
+                .gather(pl.col("kind"))
                 .alias("reason_kind"),
                 "reason",
             )

@@ -16,6 +16,12 @@ import polars as pl
 from .dtypes import CODE_DTYPE, TIME_DTYPE
 
 
+def enum_series(name: str, codes: np.ndarray, categories) -> pl.Series:
+    """Codes -> a polars Enum column (integer -> Enum casts are not allowed in polars 2)."""
+    cats = list(categories)
+    return pl.Series(name, cats, dtype=pl.Enum(cats)).gather(np.asarray(codes, dtype=np.int64))
+
+
 @dataclass
 class IntakeReport:
     """An exact account of one input: nothing is dropped without a line number and a reason."""
@@ -92,7 +98,7 @@ class Trace:
         return cls.from_columns(df[time].to_numpy(), df[model], report=report)
 
     def model_names(self) -> pl.Series:
-        return pl.Series("model", self.model, dtype=pl.UInt32).cast(pl.Enum(self.names))
+        return enum_series("model", self.model, self.names)
 
     def to_frame(self) -> pl.DataFrame:
         cols = {
