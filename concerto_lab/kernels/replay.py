@@ -3,13 +3,20 @@
 Layout of the state (dtypes in ``model/dtypes.py``):
 
 * ``gpus``: one GPU_DTYPE record per GPU (counters mutated in place).
-* ``entries``: a dense, unordered table of resident copies. A GPU's list order is ascending
-  ``seq``; removal swaps the last row into the hole, so no row ever has to shift.
-* ``primary[m]``: the row a request for ``m`` would be routed to (first GPU in index order,
-  earliest copy on it), or -1. Kept current on every load and removal, it makes a hit a few
-  loads and stores: no search, no Python.
+* ``entries``: a dense, unordered table of resident copies; a GPU's list order is ascending
+  ``seq``. Removal swaps the last row into the hole, so rows never shift.
 * ``counters``: ``[n_entries, next_seq, n_evictions, next_control]``, so a trace can be
   replayed in chunks (progress bars, widgets) with the state carried across calls.
+
+Each call rebuilds three small indexes from that state (``Index`` below), so the carried state
+stays the plain table while the hot paths never scan it:
+
+* ``primary[m]``: the row a request for ``m`` would be routed to (first GPU in index order,
+  earliest copy on it), or -1: a hit is a few loads and stores.
+* ``slots[g, :nslots[g]]``: GPU ``g``'s rows in list order, so eviction planning reads only that
+  GPU's copies and ties fall to the earlier copy by scanning order alone.
+* ``copies[m]``: resident copies of ``m``, so evicting the usual single copy is direct;
+  ``pinned[g]``: pinned copies on ``g``, so a reject reason needs no scan.
 
 Section numbers refer to the oracle README; ``concerto_lab.reference`` is the readable twin.
 """
@@ -23,6 +30,7 @@ from ..model.dtypes import (
     EV_RESET,
     FIX_PIN_REASON,
     FIX_ROUTE_HEALTHY_COPY,
+    HEALTHY,
     LOAD,
     REJECT_NO_FIT,
     REJECT_PINNED,
@@ -37,39 +45,76 @@ INT64_MAX = 2**63 - 1  # no GPU holds this much, so a saturated need never fits
 
 
 @njit(cache=True)
-def rebuild_primary(entries, n_entries, primary):
+def rebuild_index(entries, n, registry, primary, copies, slots, nslots, pinned):
+    """Derive the lookup indexes from the entry table (start of every call, and after a reset)."""
     primary[:] = -1
-    for s in range(n_entries):
-        m = entries[s].model
+    copies[:] = 0
+    nslots[:] = 0
+    pinned[:] = 0
+    seq = np.empty(n, dtype=np.int64)
+    for s in range(n):
+        seq[s] = entries[s].seq
+    order = np.argsort(seq)  # list order on every GPU at once
+    for s in order:
+        e = entries[s]
+        m, g = e.model, e.gpu
+        slots[g, nslots[g]] = s
+        nslots[g] += 1
+        copies[m] += 1
+        if registry[m].pin:
+            pinned[g] += 1
         p = primary[m]
-        if p < 0:
+        if p < 0 or g < entries[p].gpu:
             primary[m] = s
-        else:
-            g, pg = entries[s].gpu, entries[p].gpu
-            if g < pg or (g == pg and entries[s].seq < entries[p].seq):
-                primary[m] = s
 
 
-@njit(cache=True)
-def remove_model(m, entries, counters, gpus, primary):
+@njit(cache=True, inline="always")
+def _unlink(s, g, slots, nslots):
+    """Close row ``s``'s place in GPU ``g``'s list; the entries after it keep their order."""
+    k = nslots[g] - 1
+    prev = slots[g, k]
+    while prev != s:
+        k -= 1
+        cur = slots[g, k]
+        slots[g, k] = prev
+        prev = cur
+    nslots[g] -= 1
+
+
+@njit(cache=True, inline="always")
+def remove_model(m, entries, counters, gpus, primary, copies, slots, nslots, pinned, registry,
+                 free):  # fmt: skip
     """Evict or crash: every copy of ``m`` on every GPU goes and its memory comes back (Q5)."""
-    n = counters[N_ENTRIES]
-    s = 0
-    while s < n:
-        if entries[s].model == m:
-            g = entries[s].gpu
-            v = entries[s].vram
-            gpus[g].used = max(0, gpus[g].used - v)
-            gpus[g].available += v
-            n -= 1
-            if s != n:
-                entries[s] = entries[n]
-                moved = entries[s].model
-                if primary[moved] == n:
-                    primary[moved] = s
-        else:
-            s += 1
-    counters[N_ENTRIES] = n
+    if copies[m] == 1:
+        s = primary[m]
+        g = entries[s].gpu
+        v = entries[s].vram
+        gpus[g].used = max(0, gpus[g].used - v)
+        gpus[g].available += v
+        _unlink(s, g, slots, nslots)
+        if registry[m].pin:
+            pinned[g] -= 1
+        free[counters[N_ENTRIES] - 1] = s
+        counters[N_ENTRIES] -= 1
+    elif copies[m] > 1:  # duplicate copies (quirks Q1, Q3, Q6): rare, so every list is read
+        pin = registry[m].pin
+        for g in range(gpus.shape[0]):
+            kept = 0
+            for k in range(nslots[g]):
+                s = slots[g, k]
+                if entries[s].model == m:
+                    v = entries[s].vram
+                    gpus[g].used = max(0, gpus[g].used - v)
+                    gpus[g].available += v
+                    if pin:
+                        pinned[g] -= 1
+                    free[counters[N_ENTRIES] - 1] = s
+                    counters[N_ENTRIES] -= 1
+                else:
+                    slots[g, kept] = s
+                    kept += 1
+            nslots[g] = kept
+    copies[m] = 0
     primary[m] = -1
 
 
@@ -82,9 +127,11 @@ def _grow(a, need):
     return b
 
 
-@njit(cache=True)
-def _append(m, g, t, vram, entries, counters, gpus, primary):
-    s = counters[N_ENTRIES]
+@njit(cache=True, inline="always")
+def _append(m, g, t, vram, entries, counters, gpus, primary, copies, slots, nslots, pinned,
+            registry, free):  # fmt: skip
+    n = counters[N_ENTRIES]
+    s = free[n]
     e = entries[s]
     e.model = m
     e.gpu = g
@@ -93,53 +140,68 @@ def _append(m, g, t, vram, entries, counters, gpus, primary):
     e.count = 1
     e.seq = counters[NEXT_SEQ]
     counters[NEXT_SEQ] += 1
-    counters[N_ENTRIES] = s + 1
+    counters[N_ENTRIES] = n + 1
     gpus[g].used += vram
     gpus[g].available = max(0, gpus[g].available - vram)
+    slots[g, nslots[g]] = s
+    nslots[g] += 1
+    copies[m] += 1
+    if registry[m].pin:
+        pinned[g] += 1
     p = primary[m]
     if p < 0 or g < entries[p].gpu:
         primary[m] = s
 
 
-@njit(cache=True)
-def _first_usable_copy(m, entries, n, gpus):
-    best = -1
-    for s in range(n):
-        if entries[s].model == m and gpus[entries[s].gpu].health != UNHEALTHY:
-            if best < 0:
-                best = s
-            else:
-                g, bg = entries[s].gpu, entries[best].gpu
-                if g < bg or (g == bg and entries[s].seq < entries[best].seq):
-                    best = s
-    return best
+@njit(cache=True, inline="always")
+def _first_usable_copy(m, entries, gpus, slots, nslots):
+    for g in range(gpus.shape[0]):
+        if gpus[g].health != UNHEALTHY:
+            for k in range(nslots[g]):
+                if entries[slots[g, k]].model == m:
+                    return slots[g, k]
+    return -1
 
 
-@njit(cache=True)
-def _plan_on_gpu(g, deficit, t, entries, n, registry, policy, cand, keys, victims):
-    """Step 4 on one GPU: greedy victims in policy order; returns their count, or -1."""
+@njit(cache=True, inline="always")
+def _plan_on_gpu(g, deficit, t, entries, slots, nslots, pinned, registry, policy, cand, keys,
+                 victims):  # fmt: skip
+    """Step 4 on one GPU: greedy victims in policy order; returns their count, or -1.
+
+    Candidates are read in list order and a later one must have a strictly smaller key to win,
+    which is the stable sort's tie-break without sorting. The first victim comes out of the
+    same pass; more passes run only while the deficit is still open.
+    """
     nc = 0
     total = 0
-    for s in range(n):
+    best = -1
+    best_key = 0.0
+    check_pins = pinned[g] > 0
+    for k in range(nslots[g]):
+        s = slots[g, k]
         e = entries[s]
-        if e.gpu == g and not registry[e.model].pin:
-            cand[nc] = s
-            keys[nc] = eviction_key(policy, e.vram, e.last_t, e.count, t)
-            total += e.vram
-            nc += 1
+        if check_pins and registry[e.model].pin:
+            continue
+        key = eviction_key(policy, e.vram, e.last_t, e.count, t)
+        if best < 0 or key < best_key:
+            best, best_key = nc, key
+        cand[nc] = s
+        keys[nc] = key
+        total += e.vram
+        nc += 1
     if total < deficit:
         return -1
-    freed = 0
-    nv = 0
+    s = cand[best]
+    cand[best] = -1
+    victims[0] = entries[s].model
+    freed = entries[s].vram
+    nv = 1
     while freed < deficit:
-        # The next victim: smallest key, ties to the earlier copy in list (seq) order.
-        best = -1
-        for j in range(nc):
-            if cand[j] < 0:
-                continue
-            if best < 0 or keys[j] < keys[best] or (
-                keys[j] == keys[best] and entries[cand[j]].seq < entries[cand[best]].seq
-            ):
+        best = 0
+        while cand[best] < 0:
+            best += 1
+        for j in range(best + 1, nc):
+            if cand[j] >= 0 and keys[j] < keys[best]:
                 best = j
         s = cand[best]
         cand[best] = -1
@@ -149,40 +211,177 @@ def _plan_on_gpu(g, deficit, t, entries, n, registry, policy, cand, keys, victim
     return nv
 
 
-@njit(cache=True)
-def _reject_kind(need, entries, n, gpus, registry, fixes):
+@njit(cache=True, inline="always")
+def _reject_kind(need, entries, gpus, slots, nslots, pinned, fixes):
     """Step 5: the pin reason whenever a pinned copy sits on a usable GPU (quirk Q7)."""
-    if fixes & FIX_PIN_REASON:
-        for g in range(gpus.shape[0]):
-            if gpus[g].health == UNHEALTHY:
-                continue
-            has_pin = False
-            resident = 0
-            for s in range(n):
-                if entries[s].gpu == g:
-                    resident += entries[s].vram
-                    if registry[entries[s].model].pin:
-                        has_pin = True
-            if has_pin and gpus[g].available + resident >= need:
-                return REJECT_PINNED
-        return REJECT_NO_FIT
-    for s in range(n):
-        if registry[entries[s].model].pin and gpus[entries[s].gpu].health != UNHEALTHY:
+    for g in range(gpus.shape[0]):
+        if gpus[g].health == UNHEALTHY or pinned[g] == 0:
+            continue
+        if not fixes & FIX_PIN_REASON:
+            return REJECT_PINNED
+        resident = 0
+        for k in range(nslots[g]):
+            resident += entries[slots[g, k]].vram
+        if gpus[g].available + resident >= need:
             return REJECT_PINNED
     return REJECT_NO_FIT
 
 
-@njit(cache=True)
-def _apply_control(c, control, gpus, snapshots, entries, counters, primary):
+@njit(cache=True, inline="always")
+def _apply_control(c, control, gpus, snapshots, entries, counters, primary, copies, slots,
+                   nslots, pinned, registry, free):  # fmt: skip
     kind = control[c].kind
     if kind == EV_HEALTH:
         gpus[control[c].arg].health = control[c].val
     elif kind == EV_CRASH:
-        remove_model(control[c].arg, entries, counters, gpus, primary)
+        remove_model(control[c].arg, entries, counters, gpus, primary, copies, slots, nslots,
+                     pinned, registry, free)  # fmt: skip
     elif kind == EV_RESET:
-        gpus[:] = snapshots[control[c].val]
+        snap = control[c].val
+        for g in range(gpus.shape[0]):
+            gpus[g] = snapshots[snap, g]
         counters[N_ENTRIES] = 0
         primary[:] = -1
+        copies[:] = 0
+        nslots[:] = 0
+        pinned[:] = 0
+        for k in range(free.shape[0]):
+            free[k] = k
+
+
+@njit(cache=True, _nrt=False)
+def _run(
+    i, stop, req_t, req_m, control, gpus, snapshots, registry, policy, headroom, fixes,
+    entries, counters, ev_req, ev_model, out_kind, out_gpu,
+    primary, copies, slots, nslots, pinned, free, tried, cand, keys, victims,
+):  # fmt: skip
+    """The request loop. Returns ``stop``, or the first request whose load needs bigger arrays
+    (nothing of that request is applied yet; ``replay_chunk`` grows them and calls again).
+
+    No array is reassigned in here, so the loop runs without reference counting.
+    """
+    n_gpus = gpus.shape[0]
+    cap = entries.shape[0]
+    n_control = control.shape[0]
+    c = counters[NEXT_CONTROL]
+    next_pos = control[c].pos if c < n_control else stop
+
+    while i < stop:
+        while i >= next_pos and c < n_control:
+            _apply_control(c, control, gpus, snapshots, entries, counters, primary, copies,
+                           slots, nslots, pinned, registry, free)  # fmt: skip
+            c += 1
+            next_pos = control[c].pos if c < n_control else stop
+        m = req_m[i]
+        t = req_t[i]
+
+        # Step 1: the first GPU holding a copy decides; an Unhealthy one sends us on (Q1).
+        s = primary[m]
+        if s >= 0:
+            g = entries[s].gpu
+            if gpus[g].health == UNHEALTHY and fixes & FIX_ROUTE_HEALTHY_COPY:
+                s = _first_usable_copy(m, entries, gpus, slots, nslots)
+                g = entries[s].gpu if s >= 0 else g
+            if s >= 0 and gpus[g].health != UNHEALTHY:
+                entries[s].last_t = t
+                entries[s].count += 1
+                out_kind[i] = ROUTE
+                out_gpu[i] = g
+                i += 1
+                continue
+
+        # Step 2: an id outside the registry never reaches placement.
+        if not registry[m].known:
+            out_kind[i] = REJECT_UNKNOWN
+            out_gpu[i] = -1
+            i += 1
+            continue
+        vram = registry[m].vram
+        # Saturate: two 4 EiB sizes would pass int64 and wrap negative (then everything "fits").
+        need = vram + headroom if vram <= INT64_MAX - headroom else INT64_MAX
+
+        # Step 3: direct placement: Healthy first, then most available, then lowest index.
+        # The same pass finds step 4's first GPU (most available, health ignored).
+        best = -1
+        best_h = 0
+        best_a = 0
+        top = -1
+        top_a = 0
+        for g in range(n_gpus):
+            h = gpus[g].health
+            a = gpus[g].available
+            if h != UNHEALTHY:
+                if a >= need and (best < 0 or h < best_h or (h == best_h and a > best_a)):
+                    best, best_h, best_a = g, h, a
+                if top < 0 or a > top_a:
+                    top, top_a = g, a
+        nv = 0
+        if best < 0 and top >= 0:
+            # Step 4: GPUs by most available (ties to lower index), health ignored. The first
+            # try nearly always succeeds, so the rest of the order is found only when needed.
+            g = top
+            while True:
+                nv = _plan_on_gpu(
+                    g, need - gpus[g].available, t, entries, slots, nslots, pinned, registry,
+                    policy, cand, keys, victims,
+                )  # fmt: skip
+                if nv >= 0:
+                    best = g
+                    break
+                if g == top:
+                    tried[:] = False
+                tried[g] = True
+                g = -1
+                for h in range(n_gpus):
+                    if not tried[h] and gpus[h].health != UNHEALTHY:
+                        if g < 0 or gpus[h].available > gpus[g].available:
+                            g = h
+                if g < 0:
+                    break
+        if best < 0:
+            # Step 5.
+            out_kind[i] = _reject_kind(need, entries, gpus, slots, nslots, pinned, fixes)
+            out_gpu[i] = -1
+            i += 1
+            continue
+
+        # Load on `best`: evict by id everywhere, in plan order, then append the new copy.
+        e0 = counters[N_EVICTIONS]
+        if e0 + nv > ev_req.shape[0] or counters[N_ENTRIES] == cap:
+            break  # out of room: the caller grows the arrays and this request runs again
+        for j in range(nv):
+            ev_req[e0 + j] = i
+            ev_model[e0 + j] = victims[j]
+            if copies[victims[j]] > 0:  # a repeated id (Q4) is already gone
+                remove_model(victims[j], entries, counters, gpus, primary, copies, slots, nslots,
+                             pinned, registry, free)  # fmt: skip
+        counters[N_EVICTIONS] = e0 + nv
+        _append(m, best, t, vram, entries, counters, gpus, primary, copies, slots, nslots, pinned,
+                registry, free)  # fmt: skip
+        out_kind[i] = LOAD
+        out_gpu[i] = best
+        i += 1
+
+    if i == req_t.shape[0]:
+        while c < n_control:
+            _apply_control(c, control, gpus, snapshots, entries, counters, primary, copies, slots,
+                           nslots, pinned, registry, free)  # fmt: skip
+            c += 1
+    counters[NEXT_CONTROL] = c
+    return i
+
+
+@njit(cache=True)
+def _compact(entries, n, slots, nslots):
+    """The live rows, densely, GPU by GPU in list order: the carried state's plain layout."""
+    dense = np.empty(max(entries.shape[0], 1), dtype=entries.dtype)
+    r = 0
+    for g in range(nslots.shape[0]):
+        for k in range(nslots[g]):
+            dense[r] = entries[slots[g, k]]
+            r += 1
+    assert r == n
+    return dense
 
 
 @njit(cache=True)
@@ -196,112 +395,36 @@ def replay_chunk(
     ``pos == len(req_t)`` are applied when ``stop`` reaches the end.
     """
     n_gpus = gpus.shape[0]
-    primary = np.empty(registry.shape[0], dtype=np.int32)
-    rebuild_primary(entries, counters[N_ENTRIES], primary)
-    order = np.empty(n_gpus, dtype=np.int64)
-    cap = entries.shape[0]
-    cand = np.empty(cap, dtype=np.int64)
-    keys = np.empty(cap, dtype=np.float64)
-    victims = np.empty(cap, dtype=np.int32)
-    n_control = control.shape[0]
-    c = counters[NEXT_CONTROL]
-
-    for i in range(start, stop):
-        while c < n_control and control[c].pos <= i:
-            _apply_control(c, control, gpus, snapshots, entries, counters, primary)
-            c += 1
-        m = req_m[i]
-        t = req_t[i]
-
-        # Step 1: the first GPU holding a copy decides; an Unhealthy one sends us on (Q1).
-        s = primary[m]
-        if s >= 0:
-            g = entries[s].gpu
-            if gpus[g].health == UNHEALTHY and fixes & FIX_ROUTE_HEALTHY_COPY:
-                s = _first_usable_copy(m, entries, counters[N_ENTRIES], gpus)
-                g = entries[s].gpu if s >= 0 else g
-            if s >= 0 and gpus[g].health != UNHEALTHY:
-                entries[s].last_t = t
-                entries[s].count += 1
-                out_kind[i] = ROUTE
-                out_gpu[i] = g
-                continue
-
-        # Step 2: an id outside the registry never reaches placement.
-        if not registry[m].known:
-            out_kind[i] = REJECT_UNKNOWN
-            out_gpu[i] = -1
-            continue
-        vram = registry[m].vram
-        # Saturate: two 4 EiB sizes would pass int64 and wrap negative (then everything "fits").
-        need = vram + headroom if vram <= INT64_MAX - headroom else INT64_MAX
-        n = counters[N_ENTRIES]
-
-        # Step 3: direct placement: Healthy first, then most available, then lowest index.
-        best = -1
-        best_h = 0
-        best_a = 0
-        for g in range(n_gpus):
-            h = gpus[g].health
-            a = gpus[g].available
-            if h != UNHEALTHY and a >= need:
-                if best < 0 or h < best_h or (h == best_h and a > best_a):
-                    best, best_h, best_a = g, h, a
-        nv = 0
-        if best < 0:
-            # Step 4: GPUs by most available (ties to lower index), health ignored.
-            k = 0
-            for g in range(n_gpus):
-                if gpus[g].health == UNHEALTHY:
-                    continue
-                j = k
-                while j > 0 and gpus[order[j - 1]].available < gpus[g].available:
-                    order[j] = order[j - 1]
-                    j -= 1
-                order[j] = g
-                k += 1
-            for j in range(k):
-                g = order[j]
-                nv = _plan_on_gpu(
-                    g, need - gpus[g].available, t, entries, n, registry, policy,
-                    cand, keys, victims,
-                )  # fmt: skip
-                if nv >= 0:
-                    best = g
-                    break
-            if best < 0:
-                # Step 5.
-                out_kind[i] = _reject_kind(need, entries, n, gpus, registry, fixes)
-                out_gpu[i] = -1
-                continue
-
-        # Load on `best`: evict by id everywhere, in plan order, then append the new copy.
-        e0 = counters[N_EVICTIONS]
-        if e0 + nv > ev_req.shape[0]:
-            ev_req = _grow(ev_req, e0 + nv)
-            ev_model = _grow(ev_model, e0 + nv)
-        for j in range(nv):
-            ev_req[e0 + j] = i
-            ev_model[e0 + j] = victims[j]
-            if primary[victims[j]] >= 0:  # a repeated id (Q4) is already gone
-                remove_model(victims[j], entries, counters, gpus, primary)
-        counters[N_EVICTIONS] = e0 + nv
-        if counters[N_ENTRIES] == entries.shape[0]:
-            entries = _grow(entries, entries.shape[0] + 1)
-            cap = entries.shape[0]
-            cand = np.empty(cap, dtype=np.int64)
-            keys = np.empty(cap, dtype=np.float64)
-            victims = np.empty(cap, dtype=np.int32)
-        _append(m, best, t, vram, entries, counters, gpus, primary)
-        out_kind[i] = LOAD
-        out_gpu[i] = best
-
-    if stop == req_t.shape[0]:
-        while c < n_control:
-            _apply_control(c, control, gpus, snapshots, entries, counters, primary)
-            c += 1
-    counters[NEXT_CONTROL] = c
-    return entries, ev_req, ev_model
+    n_models = registry.shape[0]
+    primary = np.empty(n_models, dtype=np.int32)
+    copies = np.empty(n_models, dtype=np.int32)
+    nslots = np.empty(n_gpus, dtype=np.int32)
+    pinned = np.empty(n_gpus, dtype=np.int32)
+    tried = np.empty(n_gpus, dtype=np.bool_)
+    i = start
+    while True:
+        cap = entries.shape[0]
+        slots = np.empty((n_gpus, cap), dtype=np.int32)
+        rebuild_index(entries, counters[N_ENTRIES], registry, primary, copies, slots, nslots,
+                      pinned)  # fmt: skip
+        free = np.arange(cap).astype(np.int32)  # rows free[n_entries:] are unused
+        cand = np.empty(cap, dtype=np.int64)
+        keys = np.empty(cap, dtype=np.float64)
+        victims = np.empty(cap, dtype=np.int32)
+        i = _run(
+            i, stop, req_t, req_m, control, gpus, snapshots, registry, policy, headroom, fixes,
+            entries, counters, ev_req, ev_model, out_kind, out_gpu,
+            primary, copies, slots, nslots, pinned, free, tried, cand, keys, victims,
+        )  # fmt: skip
+        entries = _compact(entries, counters[N_ENTRIES], slots, nslots)
+        if i == stop:
+            return entries, ev_req, ev_model
+        # Request i needs room for one more copy and up to `cap` evictions.
+        e_need = counters[N_EVICTIONS] + cap
+        ev_req = _grow(ev_req, e_need)
+        ev_model = _grow(ev_model, e_need)
+        if counters[N_ENTRIES] == cap:
+            entries = _grow(entries, cap + 1)
 
 
-__all__ = ["replay_chunk", "remove_model", "rebuild_primary"]
+__all__ = ["replay_chunk", "remove_model", "rebuild_index"]
