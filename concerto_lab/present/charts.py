@@ -246,7 +246,8 @@ def occupancy_chart(result, top: int = 8, width: int = 640, height: int = 150, i
         result, min(200, max(1, MAX_ROWS // max(1, len(result.gpus) * (top + 2))))
     )
     present = set(data["model"].to_list())
-    domain = _top_models(data.rename({"gib": "bytes"}), "bytes", top)
+    named = data.filter(pl.col("model") != OTHER).rename({"gib": "bytes"})
+    domain = _top_models(named, "bytes", top)
     domain += [m for m in (OTHER, FOREIGN_NAME) if m in present]
     headroom = int(result.config.headroom)
     panels = []
