@@ -334,15 +334,16 @@ def compare_chart(
     per time bucket as one line per replay."""
     results = _labelled(results)
     data = compare_data(results, delta=delta) if data is None else data
-    title = "Change against the baseline" if delta else "Headline counts"
+    title = f"Change against {next(iter(results))!r}" if delta else "Headline counts"
+    order = list(results)
     bars = (
         alt.Chart(data, title=title, width=width, height=height)
         .mark_bar()
         .encode(
             y=alt.Y("metric:N", sort=COMPARE_METRICS, title=""),
-            yOffset="replay:N",
+            yOffset=alt.YOffset("replay:N", sort=order),
             x=alt.X("value:Q", title="requests (delta)" if delta else "requests"),
-            color=alt.Color("replay:N", title="replay"),
+            color=alt.Color("replay:N", title="replay", scale=alt.Scale(domain=order)),
             tooltip=["replay:N", "metric:N", "value:Q"],
         )
     )  # fmt: skip
@@ -363,7 +364,7 @@ def compare_chart(
         .encode(
             x=_time_x(),
             y=alt.Y("cold_starts:Q", title=f"cold starts per {label}"),
-            color=alt.Color("replay:N", title="replay"),
+            color=alt.Color("replay:N", title="replay", scale=alt.Scale(domain=order)),
         )
     )  # fmt: skip
     return alt.hconcat(bars, lines)
