@@ -173,6 +173,7 @@ def main() -> None:
     ap.add_argument("--ingest-lines", type=int, default=1_000_000)
     ap.add_argument("--no-ingest", action="store_true")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--save", metavar="PATH", help="also write the JSON object to PATH")
     args = ap.parse_args()
     n = 1_000_000 if args.quick else args.requests
     repeats = 3 if args.quick else args.repeats
@@ -274,6 +275,8 @@ def main() -> None:
         r["ingest_json_log_first_call_s"] = ing.get("first_read_s")
         r["ingest_json_log_lines"] = ing.get("lines")
     r["load_avg_end"] = os.getloadavg()[0]
+    if args.save:
+        Path(args.save).write_text(json.dumps(r, indent=1) + "\n")
 
     if args.json:
         print(json.dumps(r))
