@@ -325,3 +325,91 @@ def test_grid_cells_and_heatmap_aggregate_first(tmp_path):
     chart.save(tmp_path / "h.svg")
     assert (tmp_path / "h.svg").read_text().lstrip().startswith("<svg")
     pareto_chart(big).save(tmp_path / "p.svg")
+
+
+# --- the command line ------------------------------------------------------------------------------
+def test_cli_sweep_on_the_bundled_demo(tmp_path, capsys):
+    from concerto_lab import demo
+    from concerto_lab.present.cli import main
+    from concerto_lab.present.cli_sweep import DEMO_GRID
+
+    out = tmp_path / "results.parquet"
+    assert main(["sweep", "--out", str(out), "--no-progress", "--top", "3"]) == 0
+    text = capsys.readouterr().out
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert table[0].split("|")[1].strip() == "rank" and len(table) == 1 + 3
+    df = pl.read_parquet(out)
+    trace, config, gpus = demo.load_demo()
+    assert df.equals(sweep({"demo": trace}, config, DEMO_GRID, gpus=gpus, progress=False))
+    best = ranked(df, 1, columns=None).row(0, named=True)
+    cells = [c.strip() for c in table[1].split("|")[1:-1]]
+    assert cells[:3] == ["1", "demo", str(best["setting"])]
+    assert cells[8] == f"{best['loads']:,}"  # loads column, thousands separated
+    grid = load_grid(DEMO_GRID)
+    events = events_of(best, trace, grid)
+    s = replay(trace, config, best["gpu_bytes"], policy=best["policy"],
+               headroom=best["headroom_bytes"], pins=best["pinned"], events=events,
+               warn=False).summary()  # fmt: skip
+    assert (s["loads"], s["rejected"]) == (best["loads"], best["rejected"])
+
+
+CONFIG_TOML = """
+[routing]
+eviction_policy = "lru"
+vram_headroom = "1GB"
+
+[[models]]
+id = "m0"
+vram_required = "7GB"
+
+[[models]]
+id = "m1"
+vram_required = "5GB"
+
+[[models]]
+id = "m2"
+vram_required = "9GB"
+"""
+
+
+def test_cli_sweep_logs_as_nodes(tmp_path, capsys):
+    from concerto_lab.present.cli import main
+
+    (tmp_path / "concerto.toml").write_text(CONFIG_TOML)
+    (tmp_path / "grid.toml").write_text(
+        'policy = ["lru", "lfu"]\nheadroom = ["0", "2GB"]\ngpus = [["16GB"], ["16GB", "8GB"]]\n')
+    traces = {}
+    for name, seed in (("east.csv", 1), ("west.csv", 2)):
+        t = zipf_trace(400, 3, seed=seed, unknown=False)
+        pl.DataFrame({"t_ms": t.t_ms, "model": t.model_names().cast(pl.String)}).write_csv(
+            tmp_path / name)
+        traces[name] = t
+    out = tmp_path / "r.parquet"
+    args = ["sweep", str(tmp_path / "east.csv"), str(tmp_path / "west.csv"), "--nodes",
+            "--config", str(tmp_path / "concerto.toml"), "--grid", str(tmp_path / "grid.toml"),
+            "--time-col", "t_ms", "--model-col", "model", "--time-unit", "ms",
+            "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    assert "8 settings x 2 nodes" in capsys.readouterr().out
+    df = pl.read_parquet(out)
+    assert df.height == 16 and df["node"].unique(maintain_order=True).to_list() == list(traces)
+    from concerto_lab.io.config import load_config
+
+    config = load_config(tmp_path / "concerto.toml")
+    for node, t in traces.items():
+        for row in df.filter(pl.col("node") == node).iter_rows(named=True):
+            s = replay(t, config, row["gpu_bytes"], policy=row["policy"],
+                       headroom=row["headroom_bytes"], warn=False).summary()  # fmt: skip
+            assert all(row[k] == s[k] for k in SUMMARY_KEYS)
+
+
+def test_cli_sweep_errors_exit_2_naming_the_field(tmp_path, capsys):
+    from concerto_lab.present.cli import main
+
+    bad = tmp_path / "g.toml"
+    bad.write_text('policy = ["lru", "mru"]\n')
+    assert main(["sweep", "--grid", str(bad), "--no-progress"]) == 2
+    assert f"{bad}: policy[1]: unknown policy 'mru'" in capsys.readouterr().err
+    (tmp_path / "log.csv").write_text("t_ms,model\n1,m0\n")
+    assert main(["sweep", str(tmp_path / "log.csv"), "--config", "x.toml"]) == 2
+    assert "--grid grid.toml is required" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from ..model.cluster import ConfigError
 from ..model.sizes import SizeError
 
 #: Modules under concerto_lab.present that add a subcommand (add yours here).
-COMMANDS = ["cli_replay", "cli_scenario", "cli_verify"]
+COMMANDS = ["cli_replay", "cli_scenario", "cli_verify", "cli_sweep"]
 
 
 class DataError(Exception):
