@@ -12,6 +12,7 @@ from .model.cluster import ConfigError, Crash, Gpu, HealthChange, ModelSpec, Res
 from .model.sizes import format_size, parse_size
 from .model.trace import IntakeReport, Trace
 from .replay import replay
+from .analysis.sweep import Grid, load_grid, sweep
 
 __all__ = [
     "ConfigError",
@@ -29,4 +30,7 @@ __all__ = [
     "parse_config",
     "parse_size",
     "replay",
+    "sweep",
+    "Grid",
+    "load_grid",
 ]
