@@ -272,6 +272,29 @@ def _run(
                            slots, nslots, pinned, registry, free)  # fmt: skip
             c += 1
             next_pos = control[c].pos if c < n_control else stop
+
+        # Routes, up to the next control event, in a loop of their own: its few live values
+        # stay in registers, where the whole loop body below would spill them.
+        end = min(next_pos, stop)
+        # Indexes are unsigned here, so no negative-index wrap-around code is emitted (every
+        # index is a valid position by construction).
+        while i < end:
+            u = np.uint64(i)
+            s = primary[np.uint64(req_m[u])]
+            if s < 0:
+                break
+            r = np.uint64(s)
+            g = entries[r].gpu
+            if gpus[np.uint64(g)].health == UNHEALTHY:
+                break
+            entries[r].last_t = req_t[u]
+            entries[r].count += 1
+            out_kind[u] = ROUTE
+            out_gpu[u] = g
+            i += 1
+        if i == end:
+            continue
+
         m = req_m[i]
         t = req_t[i]
 
