@@ -151,6 +151,8 @@ def _scan_part(buf: np.ndarray, events: bool) -> dict:
 
 
 _POOL = None
+#: Batches smaller than this are scanned on one thread (splitting costs more than it saves).
+_SPLIT_MIN_BYTES = 4 * 2**20
 
 
 def _workers() -> int:
@@ -174,7 +176,7 @@ def _scan_batch(data: memoryview, events: bool) -> list[dict]:
     global _POOL
     buf = np.frombuffer(data, dtype=np.uint8)
     k = _workers()
-    if k == 1 or len(buf) < 4 * 2**20:
+    if k == 1 or len(buf) < _SPLIT_MIN_BYTES:
         return [_scan_part(buf, events)]
     cuts = [0]
     for j in range(1, k):
@@ -294,11 +296,16 @@ def _why(part: dict, i: int, is_req: bool) -> tuple[str, bool]:
     buf, st = part["buf"], int(part["status"][i])
     if st != js.L_OBJECT:
         raw = bytes(buf.data[part["ls"][i] : part["le"][i]])
+        like = _REQUEST_BYTES in raw
         if st == js.L_MALFORMED:
-            why = _MALFORMED[int(part["err"][i])].format(col=int(part["errcol"][i]))
+            err = int(part["err"][i])
+            why = _MALFORMED[err].format(col=int(part["errcol"][i]))
+            # an object cut short may have been a request: strict reading must not pass it
+            cut_object = raw.lstrip(b"\xef\xbb\xbf \t").startswith(b"{")
+            like = like or (err == js.E_TRUNCATED and cut_object)
         else:
             why = f"valid JSON but not an object ({js.NOT_OBJECT_NAMES[st]})"
-        return why, _REQUEST_BYTES in raw
+        return why, like
     ts = int(part["t_status"][i])
     if ts != js.T_OK:
         what = "request" if is_req else "event"
@@ -374,8 +381,9 @@ def read_concerto_log(paths, *, strict: bool = False, batch_bytes: int = BATCH_B
     )
 
 
-def read_log_events(paths, *, strict: bool = False, messages=None,
-                    batch_bytes: int = BATCH_BYTES) -> tuple[pl.DataFrame, IntakeDetails]:  # fmt: skip
+def read_log_events(
+    paths, *, strict: bool = False, messages=None, batch_bytes: int = BATCH_BYTES
+) -> tuple[pl.DataFrame, IntakeDetails]:
     """Every usable event of a Concerto JSON log as one polars DataFrame, plus the account.
 
     Columns: ``file`` (path), ``line`` (1-based, in its file), ``t_ms`` (int64 UTC epoch ms),

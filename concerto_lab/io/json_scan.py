@@ -204,7 +204,8 @@ def scan_lines(buf, keys_buf, keys_off, keys_lut, roles):
 
     Returns ``(line_start, line_end, status, err_kind, err_col, vstart, vend, vkind)``; the
     last three are ``(keys, lines)`` arrays (one contiguous row per key) of byte offsets into
-    ``buf`` (a string's range includes its quotes) and value kinds. ``line_end`` excludes the newline. A UTF-8 BOM at the start of a line
+    ``buf`` (a string's range includes its quotes) and value kinds. ``line_end`` excludes the
+    newline. A UTF-8 BOM at the start of a line
     is skipped; CR and other JSON whitespace around the value are allowed.
     """
     n_bytes = buf.shape[0]

@@ -118,13 +118,14 @@ def read_batches(path: Path, batch_bytes: int = BATCH_BYTES) -> Iterator[Batch]:
     raw, stream = _open_raw(path)
     # One source read per call, so a fault never discards bytes already decoded.
     readinto = getattr(stream, "readinto1", None) or stream.readinto
+    batch_bytes = max(int(batch_bytes), 1)
     buf = bytearray(batch_bytes)
     rest = 0  # bytes of an unfinished line at the front of buf
     err = None
     try:
         while True:
-            if len(buf) - rest < batch_bytes // 2:  # a line longer than a batch keeps growing
-                grown = bytearray(len(buf) + batch_bytes)
+            if len(buf) - rest < max(1, batch_bytes // 2):  # a line longer than a batch grows it
+                grown = bytearray(len(buf) + max(batch_bytes, 1))
                 grown[:rest] = buf[:rest]
                 buf = grown
             view = memoryview(buf)

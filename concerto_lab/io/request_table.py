@@ -123,8 +123,11 @@ class _Times:
         """Integer or float epoch numbers -> (ms, ok)."""
         missing = s.is_null().to_numpy()
         if s.dtype.is_float():
-            missing |= s.is_nan().fill_null(True).to_numpy() | s.is_infinite().fill_null(True).to_numpy()
-        v = s.fill_null(0).fill_nan(0).to_numpy() if s.dtype.is_float() else s.fill_null(0).to_numpy()
+            bad = s.is_nan() | s.is_infinite()
+            missing |= bad.fill_null(True).to_numpy()
+            v = s.fill_null(0).fill_nan(0).to_numpy()
+        else:
+            v = s.fill_null(0).to_numpy()
         unit = self.choose_unit(np.asarray(v[~missing], dtype=np.float64))
         shift = UNITS[unit]
         out = np.zeros(len(s), dtype=np.int64)
@@ -151,8 +154,8 @@ class _Times:
         """Native Date / Datetime values -> (ms, ok)."""
         missing = s.is_null().to_numpy()
         if s.dtype == pl.Date:
-            days = s.cast(pl.Int32).to_numpy().astype(np.int64)
-            local = np.where(missing, 0, days) * 86_400_000
+            days = s.cast(pl.Int32).fill_null(0).to_numpy().astype(np.int64)
+            local = days * 86_400_000
             zoned = False
         else:
             zoned = getattr(s.dtype, "time_zone", None) is not None
@@ -188,7 +191,8 @@ class _Times:
     def finish(self) -> None:
         if self.naive:
             zone = self.tz or "UTC"
-            self.report.notes.append(f"{self.naive} timestamps without a UTC offset taken as {zone}")
+            self.report.notes.append(
+                f"{self.naive} timestamps without a UTC offset taken as {zone}")
 
 
 def _string_buffer(s: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
