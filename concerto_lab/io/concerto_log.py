@@ -47,12 +47,16 @@ STRING_COLUMNS = ("level", "message", "model", "model_id", "gpu_id", "victim", "
 #: Integer event fields (null where absent or not an integer).
 INT_COLUMNS = ("pid", "port")
 
-_KEYS = ("timestamp", "fields", "level", "target", "message", "model", "model_id", "gpu_id",
+# The first four keys are all a request needs; read_concerto_log scans for those alone.
+_KEYS = ("timestamp", "fields", "message", "model", "level", "target", "model_id", "gpu_id",
          "victim", "reason", "pid", "port")  # fmt: skip
 _ROLE = {"timestamp": js.ROLE_TOP, "fields": js.ROLE_FIELDS, "level": js.ROLE_TOP,
          "target": js.ROLE_TOP}  # fmt: skip
 _ROLES = np.array([_ROLE.get(k, js.ROLE_EVENT) for k in _KEYS], dtype=np.int8)
-_KEYS_BUF, _KEYS_OFF, _KEYS_LUT = js.encode_keys(_KEYS)
+_SCAN = {
+    True: (*js.encode_keys(_KEYS), _ROLES),  # events: every column
+    False: (*js.encode_keys(_KEYS[:4]), _ROLES[:4].copy()),  # requests only
+}
 _COL = {k: i for i, k in enumerate(_KEYS)}
 
 _NO_INT = np.iinfo(np.int64).min  # null marker of the integer columns while batches accumulate
@@ -124,8 +128,7 @@ class _Names:
 
 # --- the jitted part of a batch (runs in worker threads: every step releases the GIL) -----------
 def _scan_part(buf: np.ndarray, events: bool) -> dict:
-    ls, le, status, err, errcol, vs, ve, vk = js.scan_lines(buf, _KEYS_BUF, _KEYS_OFF, _KEYS_LUT,
-                                                            _ROLES)  # fmt: skip
+    ls, le, status, err, errcol, vs, ve, vk = js.scan_lines(buf, *_SCAN[events])
     ts, msg, model = _COL["timestamp"], _COL["message"], _COL["model"]
     t_ms, t_status = js.parse_log_times(buf, vs[ts], ve[ts], vk[ts])
     is_obj = status == js.L_OBJECT
