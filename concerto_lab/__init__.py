@@ -13,6 +13,9 @@ from .model.sizes import format_size, parse_size
 from .model.trace import IntakeReport, Trace
 from .replay import replay
 from .analysis.sweep import Grid, load_grid, sweep
+from .io.concerto_log import LogError, read_concerto_log, read_log_events
+from .io.request_table import merge_traces, read_request_table
+from .io.public_traces import read_azure_llm_2023, read_gentd26, read_mooncake_conversation
 
 __all__ = [
     "ConfigError",
@@ -33,4 +36,12 @@ __all__ = [
     "sweep",
     "Grid",
     "load_grid",
+    "LogError",
+    "read_concerto_log",
+    "read_log_events",
+    "read_request_table",
+    "merge_traces",
+    "read_gentd26",
+    "read_azure_llm_2023",
+    "read_mooncake_conversation",
 ]
