@@ -41,6 +41,10 @@ from ..model.dtypes import (
 from .policies import eviction_key
 
 N_ENTRIES, NEXT_SEQ, N_EVICTIONS, NEXT_CONTROL = 0, 1, 2, 3
+#: Index cast for hot paths: an unsigned index compiles without negative-index wrap-around code.
+#: Only for values that are valid positions by construction, and never in arithmetic (numba
+#: would mix signed and unsigned into float64).
+U = np.uint64
 INT64_MAX = 2**63 - 1  # no GPU holds this much, so a saturated need never fits
 
 
@@ -71,30 +75,30 @@ def rebuild_index(entries, n, registry, primary, copies, slots, nslots, pinned):
 @njit(cache=True, inline="always")
 def _unlink(s, g, slots, nslots):
     """Close row ``s``'s place in GPU ``g``'s list; the entries after it keep their order."""
-    k = nslots[g] - 1
-    prev = slots[g, k]
+    k = nslots[U(g)] - 1
+    prev = slots[U(g), U(k)]
     while prev != s:
         k -= 1
-        cur = slots[g, k]
-        slots[g, k] = prev
+        cur = slots[U(g), U(k)]
+        slots[U(g), U(k)] = prev
         prev = cur
-    nslots[g] -= 1
+    nslots[U(g)] -= 1
 
 
 @njit(cache=True, inline="always")
 def remove_model(m, entries, counters, gpus, primary, copies, slots, nslots, pinned, registry,
                  free):  # fmt: skip
     """Evict or crash: every copy of ``m`` on every GPU goes and its memory comes back (Q5)."""
-    if copies[m] == 1:
-        s = primary[m]
-        g = entries[s].gpu
-        v = entries[s].vram
-        gpus[g].used = max(0, gpus[g].used - v)
-        gpus[g].available += v
+    if copies[U(m)] == 1:
+        s = primary[U(m)]
+        g = entries[U(s)].gpu
+        v = entries[U(s)].vram
+        gpus[U(g)].used = max(0, gpus[U(g)].used - v)
+        gpus[U(g)].available += v
         _unlink(s, g, slots, nslots)
-        if registry[m].pin:
-            pinned[g] -= 1
-        free[counters[N_ENTRIES] - 1] = s
+        if registry[U(m)].pin:
+            pinned[U(g)] -= 1
+        free[U(counters[N_ENTRIES] - 1)] = s
         counters[N_ENTRIES] -= 1
     elif copies[m] > 1:  # duplicate copies (quirks Q1, Q3, Q6): rare, so every list is read
         pin = registry[m].pin
@@ -114,8 +118,8 @@ def remove_model(m, entries, counters, gpus, primary, copies, slots, nslots, pin
                     slots[g, kept] = s
                     kept += 1
             nslots[g] = kept
-    copies[m] = 0
-    primary[m] = -1
+    copies[U(m)] = 0
+    primary[U(m)] = -1
 
 
 @njit(cache=True)
@@ -131,8 +135,8 @@ def _grow(a, need):
 def _append(m, g, t, vram, entries, counters, gpus, primary, copies, slots, nslots, pinned,
             registry, free):  # fmt: skip
     n = counters[N_ENTRIES]
-    s = free[n]
-    e = entries[s]
+    s = free[U(n)]
+    e = entries[U(s)]
     e.model = m
     e.gpu = g
     e.vram = vram
@@ -141,16 +145,16 @@ def _append(m, g, t, vram, entries, counters, gpus, primary, copies, slots, nslo
     e.seq = counters[NEXT_SEQ]
     counters[NEXT_SEQ] += 1
     counters[N_ENTRIES] = n + 1
-    gpus[g].used += vram
-    gpus[g].available = max(0, gpus[g].available - vram)
-    slots[g, nslots[g]] = s
-    nslots[g] += 1
-    copies[m] += 1
-    if registry[m].pin:
-        pinned[g] += 1
-    p = primary[m]
-    if p < 0 or g < entries[p].gpu:
-        primary[m] = s
+    gpus[U(g)].used += vram
+    gpus[U(g)].available = max(0, gpus[U(g)].available - vram)
+    slots[U(g), U(nslots[U(g)])] = s
+    nslots[U(g)] += 1
+    copies[U(m)] += 1
+    if registry[U(m)].pin:
+        pinned[U(g)] += 1
+    p = primary[U(m)]
+    if p < 0 or g < entries[U(p)].gpu:
+        primary[U(m)] = s
 
 
 @njit(cache=True, inline="always")
@@ -178,9 +182,9 @@ def _plan_on_gpu(g, deficit, t, entries, slots, nslots, pinned, registry, policy
     best_key = 0.0
     check_pins = pinned[g] > 0
     for k in range(nslots[g]):
-        s = slots[g, k]
-        e = entries[s]
-        if check_pins and registry[e.model].pin:
+        s = slots[U(g), k]
+        e = entries[U(s)]
+        if check_pins and registry[U(e.model)].pin:
             continue
         key = eviction_key(policy, e.vram, e.last_t, e.count, t)
         if best < 0 or key < best_key:
@@ -193,8 +197,8 @@ def _plan_on_gpu(g, deficit, t, entries, slots, nslots, pinned, registry, policy
         return -1
     s = cand[best]
     cand[best] = -1
-    victims[0] = entries[s].model
-    freed = entries[s].vram
+    victims[0] = entries[U(s)].model
+    freed = entries[U(s)].vram
     nv = 1
     while freed < deficit:
         best = 0
@@ -295,14 +299,14 @@ def _run(
         if i == end:
             continue
 
-        m = req_m[i]
-        t = req_t[i]
+        m = req_m[U(i)]
+        t = req_t[U(i)]
 
         # Step 1: the first GPU holding a copy decides; an Unhealthy one sends us on (Q1).
-        s = primary[m]
+        s = primary[U(m)]
         if s >= 0:
-            g = entries[s].gpu
-            if gpus[g].health == UNHEALTHY and fixes & FIX_ROUTE_HEALTHY_COPY:
+            g = entries[U(s)].gpu
+            if gpus[U(g)].health == UNHEALTHY and fixes & FIX_ROUTE_HEALTHY_COPY:
                 s = _first_usable_copy(m, entries, gpus, slots, nslots)
                 g = entries[s].gpu if s >= 0 else g
             if s >= 0 and gpus[g].health != UNHEALTHY:
@@ -314,12 +318,12 @@ def _run(
                 continue
 
         # Step 2: an id outside the registry never reaches placement.
-        if not registry[m].known:
+        if not registry[U(m)].known:
             out_kind[i] = REJECT_UNKNOWN
             out_gpu[i] = -1
             i += 1
             continue
-        vram = registry[m].vram
+        vram = registry[U(m)].vram
         # Saturate: two 4 EiB sizes would pass int64 and wrap negative (then everything "fits").
         need = vram + headroom if vram <= INT64_MAX - headroom else INT64_MAX
 
@@ -375,7 +379,7 @@ def _run(
         for j in range(nv):
             ev_req[e0 + j] = i
             ev_model[e0 + j] = victims[j]
-            if copies[victims[j]] > 0:  # a repeated id (Q4) is already gone
+            if copies[U(victims[j])] > 0:  # a repeated id (Q4) is already gone
                 remove_model(victims[j], entries, counters, gpus, primary, copies, slots, nslots,
                              pinned, registry, free)  # fmt: skip
         counters[N_EVICTIONS] = e0 + nv
