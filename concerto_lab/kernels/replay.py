@@ -262,7 +262,10 @@ def _run(
     """The request loop. Returns ``stop``, or the first request whose load needs bigger arrays
     (nothing of that request is applied yet; ``replay_chunk`` grows them and calls again).
 
-    No array is reassigned in here, so the loop runs without reference counting.
+    No array is created or reassigned in here, so the loop runs without reference counting
+    (numba's ``_nrt=False``; an allocation added here fails to compile instead of leaking).
+    With reference counting, the increments and decrements numba leaves around the inlined
+    helpers make loads about 1.8x slower (measured; no public option removes them).
     """
     n_gpus = gpus.shape[0]
     cap = entries.shape[0]
