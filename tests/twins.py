@@ -11,11 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from concerto_lab import reference
+from concerto_lab.analysis.result import cluster_state
 from concerto_lab.io.scenario import scenario_from_dict
 from concerto_lab.kernels.policies import policy_code
 from concerto_lab.kernels.replay import N_ENTRIES, replay_chunk
 from concerto_lab.model.arrays import build_inputs
-from concerto_lab.model.dtypes import DECISION_NAMES, ENTRY_DTYPE, HEALTH_NAMES, REASON_KINDS
+from concerto_lab.model.dtypes import DECISION_NAMES, ENTRY_DTYPE, REASON_KINDS
 from concerto_lab.model.trace import Trace
 from concerto_lab.replay import fix_flags, replay
 
@@ -105,22 +106,7 @@ class KernelStepper:
         return (DECISION_NAMES[k], g if g >= 0 else None, evict, REASON_KINDS[k])
 
     def state(self) -> list[dict]:
-        e = np.sort(self.entries[: int(self.counters[N_ENTRIES])], order=["gpu", "seq"])
-        return [
-            {
-                "id": g,
-                "health": HEALTH_NAMES[int(row["health"])],
-                "memory_total_bytes": int(row["total"]),
-                "memory_used_bytes": int(row["used"]),
-                "memory_available_bytes": int(row["available"]),
-                "loaded_models": [
-                    {"model": self.names[int(x["model"])], "vram_bytes": int(x["vram"]),
-                     "last_request_t_ms": int(x["last_t"]), "request_count": int(x["count"])}
-                    for x in e[e["gpu"] == g]
-                ],  # fmt: skip
-            }
-            for g, row in enumerate(self.gpus)
-        ]
+        return cluster_state(self.gpus, self.entries[: int(self.counters[N_ENTRIES])], self.names)
 
     def finish(self) -> None:
         """Apply the control events after the last request (through the sentinel request)."""

@@ -44,6 +44,30 @@ def reason_text(kind: int, model: str, vram: int) -> str | None:
     return None
 
 
+def cluster_state(gpus: np.ndarray, entries: np.ndarray, names) -> list[dict]:
+    """Kernel state arrays in the oracle's ``final_state`` layout, each GPU's list in order."""
+    e = np.sort(entries, order=["gpu", "seq"])
+    return [
+        {
+            "id": g,
+            "health": HEALTH_NAMES[int(row["health"])],
+            "memory_total_bytes": int(row["total"]),
+            "memory_used_bytes": int(row["used"]),
+            "memory_available_bytes": int(row["available"]),
+            "loaded_models": [
+                {
+                    "model": names[int(x["model"])],
+                    "vram_bytes": int(x["vram"]),
+                    "last_request_t_ms": int(x["last_t"]),
+                    "request_count": int(x["count"]),
+                }
+                for x in e[e["gpu"] == g]
+            ],
+        }
+        for g, row in enumerate(gpus)
+    ]
+
+
 @dataclass(eq=False)
 class ReplayResult:
     trace: Trace
@@ -233,29 +257,7 @@ class ReplayResult:
 
     def final_state(self) -> list[dict]:
         """GPUs after the last event, in the oracle's ``final_state`` layout (list order)."""
-        e = np.sort(self.final_entries, order=["gpu", "seq"])
-        out = []
-        for g, row in enumerate(self.final_gpus):
-            mine = e[e["gpu"] == g]
-            out.append(
-                {
-                    "id": g,
-                    "health": HEALTH_NAMES[int(row["health"])],
-                    "memory_total_bytes": int(row["total"]),
-                    "memory_used_bytes": int(row["used"]),
-                    "memory_available_bytes": int(row["available"]),
-                    "loaded_models": [
-                        {
-                            "model": self.names[int(x["model"])],
-                            "vram_bytes": int(x["vram"]),
-                            "last_request_t_ms": int(x["last_t"]),
-                            "request_count": int(x["count"]),
-                        }
-                        for x in mine
-                    ],
-                }
-            )
-        return out
+        return cluster_state(self.final_gpus, self.final_entries, self.names)
 
     def summary_json(self) -> str:
         return json.dumps(self.summary())
