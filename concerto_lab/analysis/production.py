@@ -19,6 +19,8 @@ All of it is polars joins over the event table; nothing here runs Python per req
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -182,6 +184,10 @@ def production_from_events(
 
     # Requests in instant order (the table's order), as read_concerto_log makes them.
     req = events.filter((pl.col("message") == REQUEST) & pl.col("model").is_not_null())
+    if report is not None:  # the trace's account counts requests; other events are ignored lines
+        extra = {"used_what": "requests"} if hasattr(report, "used_what") else {}
+        report = dataclasses.replace(report, rows_used=req.height,
+                                     ignored=report.ignored + events.height - req.height, **extra)
     trace = Trace.from_columns(req["t_ms"].to_numpy(), req["model"], report=report,
                                line=req["line"].to_numpy())  # fmt: skip
     req_seq = req["seq"].to_numpy()
