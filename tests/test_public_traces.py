@@ -45,7 +45,7 @@ def test_gentd26():
     assert round(100 * counts[0][1] / len(tr), 1) == 30.7
     assert round(100 * sum(c for _, c in counts[:5]) / len(tr), 1) == 70.5
     assert int((np.diff(tr.model) != 0).sum()) == 20001  # PROVENANCE.md rounds it to "20,000"
-    assert tr.line[0] == 1 and tr.line.max() == 26823
+    assert tr.line[0] == 2 and tr.line.max() == 26824  # file lines (header = 1)
 
 
 def test_azure_llm_2023_two_services_one_trace():

@@ -27,14 +27,14 @@ def test_csv_datetime_strings(tmp_path):
         "2025-03-04T03:06:06.000-00:00,g,8\n"      # row 8: earlier: sorted first
     )  # fmt: skip
     tr = read_request_table(path, time="ts", model="model")
-    assert rows(tr) == [(1741057566000, "g", 8), (1741057567000, "b", 2),
-                        (1741057567500, "a", 1), (1741057567999, "c", 3)]  # fmt: skip
+    assert rows(tr) == [(1741057566000, "g", 9), (1741057567000, "b", 3),
+                        (1741057567500, "a", 2), (1741057567999, "c", 4)]  # fmt: skip
     rep = tr.report
     assert rep.skipped == [
-        (4, "missing timestamp"),
-        (5, "unparseable timestamp 'yesterday' (not a date-time or epoch number)"),
-        (6, "unparseable timestamp '2025-02-30T00:00:00Z' (a date or time field is out of range)"),
-        (7, "missing model"),
+        (5, "missing timestamp"),
+        (6, "unparseable timestamp 'yesterday' (not a date-time or epoch number)"),
+        (7, "unparseable timestamp '2025-02-30T00:00:00Z' (a date or time field is out of range)"),
+        (8, "missing model"),
     ]
     assert (rep.lines_read, rep.rows_used) == (8, 4)
     assert rep.notes == ["1 timestamps without a UTC offset taken as UTC"]
@@ -51,9 +51,9 @@ def test_naive_times_in_a_zone_with_dst(tmp_path):
         "2025-03-09T12:00:00Z,e\n"  # explicit zone wins over tz=
     )  # fmt: skip
     tr = read_request_table(path, time="time", model="model", tz="America/New_York")
-    assert rows(tr) == [(1741503599000, "a", 1), (1741503600000, "c", 3),
-                        (1741521600000, "e", 5)]  # fmt: skip
-    assert [n for n, _ in tr.report.skipped] == [2, 4]
+    assert rows(tr) == [(1741503599000, "a", 2), (1741503600000, "c", 4),
+                        (1741521600000, "e", 6)]  # fmt: skip
+    assert [n for n, _ in tr.report.skipped] == [3, 5]
     assert "DST" in tr.report.skipped[0][1]
 
 
@@ -77,8 +77,8 @@ def test_epoch_unit_guessed_and_said(tmp_path):
     tr = read_request_table(path, time="t", model="model")
     assert tr.t_ms.tolist() == [1700000000123, 1700000000456]
     assert any("epoch unit guessed from magnitudes: 'ms'" in n for n in tr.report.notes)
-    assert [n for n, _ in tr.report.skipped] == [3, 4]
-    assert tr.report.skipped[1] == (4, "epoch number out of int64 milliseconds range")
+    assert [n for n, _ in tr.report.skipped] == [4, 5]  # file lines: the header is line 1
+    assert tr.report.skipped[1] == (5, "epoch number out of int64 milliseconds range")
 
 
 def test_parquet_native_types(tmp_path):
@@ -143,8 +143,8 @@ def test_equal_times_keep_row_order_and_merge(tmp_path):
     ta = read_request_table(a, time="t", model_name="svc-a")
     tb = read_request_table(b, time="t", model_name="svc-b")
     m = merge_traces([ta, tb])
-    assert rows(m) == [(1735689599000, "svc-b", 2), (1735689600000, "svc-a", 1),
-                       (1735689600000, "svc-b", 1), (1735689601000, "svc-a", 2)]  # fmt: skip
+    assert rows(m) == [(1735689599000, "svc-b", 3), (1735689600000, "svc-a", 2),
+                       (1735689600000, "svc-b", 2), (1735689601000, "svc-a", 3)]  # fmt: skip
     assert m.names == ("svc-a", "svc-b") and m.report.lines_read == 4
 
 

@@ -11,8 +11,9 @@ time column and a model column, named by the user, holding any of:
 * native Parquet date-times (with or without a zone) and dates.
 
 A value that is missing or cannot be read skips its row, counted with its number and reason;
-nothing is fatal except a missing column. Rows are numbered from 1 (the CSV header is not a row;
-for NDJSON the number is the file's line number).
+nothing is fatal except a missing column. Rows are numbered by file line for CSV/TSV (the
+header is line 1; quoted fields with line breaks would shift this) and NDJSON, from 1 for
+Parquet.
 """
 
 from __future__ import annotations
@@ -338,7 +339,8 @@ def read_request_table(
     rep.lines_read = n
     t_out = np.zeros(n, dtype=np.int64)
     ok = np.zeros(n, dtype=bool)
-    rows_all = np.arange(1, n + 1, dtype=np.int64)
+    first = 2 if fmt in ("csv", "tsv") else 1  # CSV: file lines, the header being line 1
+    rows_all = np.arange(first, n + first, dtype=np.int64)
     tcol = df[time]
     for lo in range(0, n, _SLICE):
         part, rows = tcol.slice(lo, _SLICE), rows_all[lo : lo + _SLICE]
