@@ -92,7 +92,18 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def measure(path: str, events: bool) -> dict:
+def replay_figures(trace) -> dict:
+    """Replay the generated log's requests (40 models of 1-40 GB on 4 x 48 GB, LRU)."""
+    from concerto_lab import ModelSpec, RoutingConfig, replay
+
+    config = RoutingConfig(models=tuple(ModelSpec(m, (k + 1) * 10**9) for k, m in enumerate(MODELS)))
+    t0 = time.perf_counter()
+    s = replay(trace, config, ["48GB"] * 4, warn=False).summary()
+    return {"replay_s": time.perf_counter() - t0, "replay_loads": s["loads"],
+            "rss_peak_replay_mib": _rss_mib()}
+
+
+def measure(path: str, events: bool, replay: bool = False) -> dict:
     """Runs in a fresh process: times and peak RSS of the readers on ``path``."""
     t0 = time.perf_counter()
     from concerto_lab.io.concerto_log import read_concerto_log, read_log_events
@@ -110,6 +121,8 @@ def measure(path: str, events: bool) -> dict:
     out["warm_read_s"] = time.perf_counter() - t0
     out["warm_read_cpu_s"] = time.process_time() - c0  # all threads; wall time above
     out["rss_peak_trace_mib"] = _rss_mib()
+    if replay:
+        out.update(replay_figures(trace))
     del trace
     if events:
         t0 = time.perf_counter()
@@ -126,12 +139,14 @@ def main(argv=None) -> None:
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--compress", choices=["none", "gzip", "zstd"], default="none")
     ap.add_argument("--no-events", action="store_true", help="skip the read_log_events timing")
+    ap.add_argument("--replay", action="store_true",
+                    help="also replay the requests read (peak RSS of read + replay)")
     ap.add_argument("--keep", metavar="DIR", help="write the log here and keep it")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--measure", metavar="PATH", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.measure:
-        print(json.dumps(measure(args.measure, not args.no_events)))
+        print(json.dumps(measure(args.measure, not args.no_events, args.replay)))
         return
 
     tmp = None
@@ -152,6 +167,8 @@ def main(argv=None) -> None:
         cmd = [sys.executable, __file__, "--measure", str(path)]
         if args.no_events:
             cmd.append("--no-events")
+        if args.replay:
+            cmd.append("--replay")
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
                                         env=env).stdout)  # fmt: skip
@@ -184,6 +201,9 @@ def main(argv=None) -> None:
     print(f"peak RSS after both (whole process):      {res['rss_peak_trace_mib']:.0f} MiB "
           f"(imports alone {res['rss_after_import_mib']:.0f} MiB; "
           f"{res['peak_rss_trace_mib_per_mline']:.0f} MiB above that per million lines)")
+    if "replay_s" in res:
+        print(f"replay of those requests:                 {res['replay_s']:.2f} s, "
+              f"{res['replay_loads']:,} loads; peak RSS {res['rss_peak_replay_mib']:.0f} MiB")
     if "events_read_s" in res:
         print(f"read_log_events:                          {res['events_read_s']:.2f} s "
               f"({res['events_lines_per_s'] / 1e6:.2f} M lines/s), frame "
