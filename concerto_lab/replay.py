@@ -15,7 +15,7 @@ from .analysis.result import ReplayResult
 from .kernels.policies import policy_code
 from .kernels.replay import N_ENTRIES, replay_chunk
 from .model.arrays import build_inputs
-from .model.cluster import Gpu, RoutingConfig
+from .model.cluster import Crash, Gpu, Restart, RoutingConfig
 from .model.dtypes import ENTRY_DTYPE, QUIRK_FIXES
 from .model.trace import Trace
 
@@ -25,11 +25,30 @@ CHUNK = 4_000_000
 
 def fix_flags(fixes: Iterable[str]) -> int:
     flags = 0
+    fixes = [fixes] if isinstance(fixes, str) else fixes
     for name in fixes:
         if name not in QUIRK_FIXES:
             raise ValueError(f"unknown quirk fix {name!r}; expected one of {', '.join(QUIRK_FIXES)}")
         flags |= QUIRK_FIXES[name]
     return flags
+
+
+def _event_warnings(trace: Trace, config: RoutingConfig, events) -> list[str]:
+    """User events that are legal but almost certainly not what was meant."""
+    out = []
+    first = int(trace.t_ms[0]) if len(trace) else None
+    known = set(config.model_ids)
+    for ev in events:
+        if ev.pos is not None:  # placed by its source (a scenario, a production log)
+            continue
+        if isinstance(ev, Crash) and ev.model not in known:
+            out.append(f"crash of {ev.model!r} at {ev.t_ms}: not in the registry, so it has no effect")
+        if first is not None and ev.t_ms < first and not isinstance(ev, Restart):
+            out.append(
+                f"{type(ev).__name__} at {ev.t_ms} ms is before the first request ({first} ms): "
+                "it applies from the start (epoch seconds given as milliseconds?)"
+            )
+    return out
 
 
 def replay(
@@ -57,6 +76,9 @@ def replay(
         for text in config.warnings(gpus):
             warnings.warn(text, stacklevel=2)
     events = tuple(events)
+    if warn:
+        for text in _event_warnings(trace, config, events):
+            warnings.warn(text, stacklevel=2)
     inp = build_inputs(trace, config, gpus, events)
     n = len(trace)
     out_kind = np.empty(n, dtype=np.uint8)

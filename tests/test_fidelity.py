@@ -119,6 +119,18 @@ def test_cli_verify_json(capsys):
     assert doc["agreement"] == 1.0 and doc["divergences"] == 0 and doc["crashes"] == 4
 
 
+def test_cli_verify_a_log_rotated_at_the_restart(tmp_path, capsys):
+    lines = LOG.read_text().splitlines(keepends=True)
+    (tmp_path / "concerto.log.1").write_text("".join(lines[:6634]))  # up to the shutdown
+    (tmp_path / "concerto.log").write_text("".join(lines[6634:]))
+    code = main(["verify", str(tmp_path), "--config", str(FIX / "concerto.toml"), "--json",
+                 "--gpus-csv", str(FIX / "gpus-start-1.csv"),
+                 "--gpus-csv", str(FIX / "gpus-start-2.csv")])  # fmt: skip
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert doc["agreement"] == 1.0 and doc["divergences"] == 0 and doc["crashes"] == 4
+
+
 # --- without the second snapshot -----------------------------------------------------------------
 def _mismatches(report, expected) -> list[int]:
     return [e["i"] for g, e in zip(report.decisions().to_dicts(), expected) if g != e]

@@ -63,3 +63,45 @@ def test_cli_csv_replay_and_parquet_out(tmp_path, capsys):
     assert d["decision"].cast(pl.String).to_list() == ["load", "load", "load", "reject"]
     assert d["evict"].to_list() == [[], ["a"], ["b"], []]
     assert d["reason"].to_list()[-1] == "Model 'zz' not found in registry"
+
+
+def test_rotated_and_zstd_logs_are_recognised_by_content(tmp_path, capsys):
+    import gzip
+    import shutil
+
+    import zstandard
+
+    lines = LOG.read_text().splitlines(keepends=True)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "concerto.log.1").write_text("".join(lines[:6000]))  # older half, rotated name
+    with gzip.open(logs / "concerto.log.2.gz", "wt") as f:  # even older: empty but valid
+        f.write("")
+    (logs / "concerto.log").write_text("".join(lines[6000:]))
+    assert detect_format(logs / "concerto.log.1") == "concerto"
+    zst = tmp_path / "whole.log.zst"
+    with open(LOG, "rb") as src, open(zst, "wb") as dst:
+        zstandard.ZstdCompressor().copy_stream(src, dst)
+    assert detect_format(zst) == "concerto"
+    assert len(read_requests(zst)) == 7483
+    shutil.rmtree(tmp_path / "unused", ignore_errors=True)
+    assert main(["replay", str(logs), "--config", str(CONFIG), "--gpu", "48GiB", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["requests"] == 7483
+
+
+def test_input_without_requests_is_a_data_error(tmp_path, capsys):
+    junk = tmp_path / "junk.log"
+    junk.write_text("panic: not json\n\n{\"timestamp\": \"2024-12-03T00:00:00Z\", \"level\": \"INFO\", "
+                    "\"fields\": {\"message\": \"concerto ready to serve\"}}\n")
+    assert main(["replay", str(junk), "--config", str(CONFIG), "--gpu", "24GiB"]) == 1
+    err = capsys.readouterr().err
+    assert "no usable request" in err and "line 1" in err and "Traceback" not in err
+
+
+def test_missing_log_and_unknown_fix_exit_2(tmp_path, capsys):
+    assert main(["replay", str(tmp_path / "nope*.log"), "--config", str(CONFIG),
+                 "--gpu", "24GiB"]) == 2  # fmt: skip
+    assert "no file matches" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["replay", "--fix", "nonsense"])
+    assert e.value.code == 2

@@ -249,8 +249,9 @@ def production_from_events(
 
     logged, launches = _logged_decisions(trace, req, ev, tuple(gpu_ids), n_gpus, notes, where)
     if multi:
-        logged = logged.with_columns(
-            log_file=pl.Series(order, dtype=pl.String).gather(pl.col("seq") >> _FILE_SHIFT))
+        # one logged row per request, in the trace's (instant) order, as ``req`` is
+        files = pl.Series("log_file", [str(f) for f in order], dtype=pl.String)
+        logged = logged.with_columns(files.gather(req["seq"] // (1 << _FILE_SHIFT)))
     return Production(
         trace=trace,
         gpus=snapshots[0],

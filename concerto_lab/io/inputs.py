@@ -16,7 +16,7 @@ import polars as pl
 from ..model.trace import Trace
 from .concerto_log import read_concerto_log
 from .log_files import compression_of, expand_log_paths
-from .request_table import _format_of, merge_traces, read_request_table
+from .request_table import merge_traces, read_request_table
 
 
 class InputError(ValueError):
@@ -26,18 +26,18 @@ class InputError(ValueError):
 def _first_json_line(path: Path) -> dict | None:
     kind = compression_of(path)
     if kind == "gzip":
-        f = gzip.open(path, "rb")
+        f = gzip.open(path, "rt", encoding="utf-8", errors="replace")
     elif kind == "zstd":
         import zstandard
 
-        f = zstandard.open(path, "rb")
+        f = zstandard.open(path, "rt", encoding="utf-8", errors="replace")
     else:
-        f = open(path, "rb")
+        f = open(path, encoding="utf-8", errors="replace")
     with f:
         for k, raw in enumerate(f):
             if k > 200:
                 return None
-            line = raw.decode("utf-8", "replace").lstrip("\ufeff").strip()
+            line = raw.lstrip("\ufeff").strip()
             if line.startswith("{"):
                 try:
                     obj = json.loads(line)
@@ -47,20 +47,25 @@ def _first_json_line(path: Path) -> dict | None:
     return None
 
 
-def _looks_like_concerto(path: Path) -> bool:
-    obj = _first_json_line(path)
-    return obj is not None and "timestamp" in obj and ("fields" in obj or "level" in obj)
-
-
 def detect_format(path: Path) -> str:
-    """``concerto``, ``trace`` (our own Parquet), ``csv``, ``tsv``, ``parquet`` or ``ndjson``."""
-    fmt = _format_of(path, None)
-    if fmt == "parquet":
+    """``concerto``, ``trace`` (our own Parquet), ``csv``, ``tsv``, ``parquet``, ``ndjson``, or
+    ``unknown`` (nothing to judge by: it joins the Concerto logs it is read with).
+
+    Only an explicit table suffix makes a table; any other name (``concerto.log.2.gz``,
+    ``app.log``, no suffix) is judged by its first JSON line.
+    """
+    name = path.name.lower()
+    for suffix in (".gz", ".zst", ".zstd"):
+        name = name.removesuffix(suffix)
+    if name.endswith((".parquet", ".pq")):
         cols = pl.read_parquet_schema(path)
         return "trace" if {"t_ms", "model"} <= set(cols) else "parquet"
-    if fmt in ("csv", "tsv") and not path.name.lower().endswith((".log", ".log.gz", ".log.zst")):
-        return fmt
-    return "concerto" if _looks_like_concerto(path) else "ndjson"
+    if name.endswith((".csv", ".tsv")):
+        return name[-3:]
+    obj = _first_json_line(path)
+    if obj is None:
+        return "unknown"  # empty, or no JSON object in its first lines
+    return "concerto" if "timestamp" in obj and ("fields" in obj or "level" in obj) else "ndjson"
 
 
 def read_requests(
@@ -76,7 +81,7 @@ def read_requests(
     files = expand_log_paths(paths)
     formats = {f: (detect_format(f) if fmt in (None, "auto") else fmt) for f in files}
     if "concerto" in formats.values():
-        other = [str(f) for f, k in formats.items() if k != "concerto"]
+        other = [str(f) for f, k in formats.items() if k not in ("concerto", "unknown")]
         if other:
             raise InputError(
                 f"cannot mix Concerto JSON logs with request tables in one replay: {', '.join(other)}"
@@ -88,8 +93,11 @@ def read_requests(
             traces.append(Trace.from_parquet(f))
             continue
         if time_col is None or model_col is None:
+            empty = f.stat().st_size == 0
             raise InputError(
-                f"{f}: not a Concerto JSON log; name its columns with --time-col and --model-col"
+                f"{f}: " + ("the file is empty" if empty else
+                            "not a Concerto JSON log (no tracing JSON object in its first lines); "
+                            "for a request table name its columns with --time-col and --model-col")
             )
         table_fmt = None if kind in ("trace", "auto") else kind
         traces.append(

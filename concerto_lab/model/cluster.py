@@ -24,6 +24,11 @@ def _health(value: str, what: str) -> str:
     raise ConfigError(f"{what}: unknown health {value!r}; expected one of {', '.join(HEALTH_NAMES)}")
 
 
+def _names(value):
+    """One id or several: a lone string is one model id, never its characters."""
+    return [value] if isinstance(value, str) else value
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     id: str
@@ -110,6 +115,11 @@ class RoutingConfig:
         add_pins: Iterable[str] = (),
     ) -> RoutingConfig:
         """A what-if copy: another policy, headroom, or set of pinned models."""
+        if policy is not None and policy not in POLICY_NAMES:
+            raise ConfigError(
+                f"policy: unknown policy {policy!r}; expected one of {', '.join(POLICY_NAMES)}"
+            )
+        pins, add_pins = _names(pins), _names(add_pins)
         new_pins = set(self.pins if pins is None else pins) | set(add_pins)
         unknown = sorted(new_pins - set(self.model_ids))
         if unknown:

@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"concerto-lab: error: {e.filename or e}: no such file", file=sys.stderr)
         return 2
+    except OSError as e:  # unreadable paths, globs matching nothing, empty log directories
+        print(f"concerto-lab: error: {e}", file=sys.stderr)
+        return 2
     except DataError as e:
         print(f"concerto-lab: error: {e}", file=sys.stderr)
         return 1

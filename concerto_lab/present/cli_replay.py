@@ -14,6 +14,7 @@ import numpy as np
 
 from ..analysis.result import ReplayResult
 from ..model.cluster import ConfigError, Crash, Gpu, HealthChange
+from ..model.dtypes import QUIRK_FIXES
 from ..model.sizes import describe_size
 from ..model.trace import Trace
 from ..replay import replay
@@ -48,7 +49,7 @@ def add_cluster_args(p) -> None:
                    help="health change during the replay, e.g. 1:Unhealthy@2024-12-03T12:00:00Z")
     p.add_argument("--crash", action="append", default=[], metavar="MODEL@TIME",
                    help="backend crash during the replay, e.g. qwen2.5-7b-instruct@1733227200000")
-    p.add_argument("--fix", action="append", default=[], metavar="NAME",
+    p.add_argument("--fix", action="append", default=[], choices=sorted(QUIRK_FIXES),
                    help="opt-in fix of a reference quirk: route_healthy_copy, pin_reason")
     add_startup_args(p)
 
@@ -102,7 +103,8 @@ def events_from(args) -> list:
             gpu, state = head.split(":", 1)
             events.append(HealthChange(parse_time_ms(when, f"--health {spec}"), int(gpu), state))
         except ValueError as e:
-            raise ConfigError(f"--health {spec!r}: expected GPU:STATE@TIME ({e})") from None
+            why = str(e) if isinstance(e, ConfigError) else "e.g. 1:Unhealthy@2024-12-03T12:00:00Z"
+            raise ConfigError(f"--health {spec!r}: expected GPU:STATE@TIME ({why})") from None
     for spec in args.crash:
         model, sep, when = spec.rpartition("@")
         if not sep or not model:
@@ -128,7 +130,7 @@ def read_input(args) -> tuple[Trace, object, tuple, str]:
     if has_startup_args(args):
         done = read_production_input(args)
         if done is not None:
-            return done
+            return _with_requests(*done)
     if not args.gpu:
         raise ConfigError("give the GPU memory sizes with --gpu SIZE, once per GPU")
     gpus = tuple(Gpu.of(g, k) for k, g in enumerate(args.gpu))  # fail before reading a big log
@@ -143,7 +145,18 @@ def read_input(args) -> tuple[Trace, object, tuple, str]:
         )  # fmt: skip
     except ValueError as e:
         raise DataError(str(e)) from None
-    return trace, config, gpus, ", ".join(args.log)
+    return _with_requests(trace, config, gpus, ", ".join(args.log))
+
+
+def _with_requests(trace, config, gpus, label):
+    """An input without a single usable request is a data error, not an empty summary."""
+    if len(trace) == 0:
+        from .cli import DataError
+
+        if trace.report is not None:
+            print(trace.report.summary(), file=sys.stderr)
+        raise DataError(f"{label}: no usable request in the input")
+    return trace, config, gpus, label
 
 
 def has_startup_args(args) -> bool:
@@ -256,6 +269,13 @@ def run(args) -> int:
     return 0
 
 
+def _decimal_bytes(b: int) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if b >= size:
+            return f"{b / size:,.2f} {unit}"
+    return f"{b:,} B"
+
+
 def render_summary(result: ReplayResult, label: str, top: int = 8) -> str:
     s = result.summary()
     n = max(s["requests"], 1)
@@ -282,7 +302,7 @@ def render_summary(result: ReplayResult, label: str, top: int = 8) -> str:
         f"  rejected            {s['rejected']:>12,}  {pct(s['rejected'])}"
         f"   (unknown {s['rejected_unknown']:,}, pinned {s['rejected_pinned']:,}, "
         f"no_fit {s['rejected_no_fit']:,})",
-        f"  bytes loaded        {s['bytes_loaded'] / 1e12:>12,.2f} TB",
+        f"  bytes loaded        {_decimal_bytes(s['bytes_loaded']):>15}",
     ]
     pm = result.per_model().sort("loads", descending=True).head(top)
     if pm.height:
@@ -299,6 +319,6 @@ def render_summary(result: ReplayResult, label: str, top: int = 8) -> str:
         lines.append(
             f"  gpu {r['gpu']}  {describe_size(r['memory_total_bytes'])}  {r['routed']:>9,} routed  "
             f"{r['loads']:>7,} loads  {r['evictions']:>7,} evictions  "
-            f"{r['bytes_loaded'] / 1e12:,.2f} TB loaded"
+            f"{_decimal_bytes(r['bytes_loaded'])} loaded"
         )
     return "\n".join(lines)

@@ -10,6 +10,7 @@ import json
 import sys
 
 from ..io.scenario import load_scenario
+from ..model.dtypes import QUIRK_FIXES
 from ..replay import replay
 
 
@@ -22,7 +23,7 @@ def register(sub) -> None:
     p.add_argument("scenario", help="scenario JSON (oracle format, section 1 of its README)")
     p.add_argument("--final-state", action="store_true",
                    help="print the final cluster state (oracle final_state layout) after the lines")
-    p.add_argument("--fix", action="append", default=[], metavar="NAME",
+    p.add_argument("--fix", action="append", default=[], choices=sorted(QUIRK_FIXES),
                    help="opt-in fix of a reference quirk (route_healthy_copy, pin_reason)")
     p.set_defaults(func=run)
 

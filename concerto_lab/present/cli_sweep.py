@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 from ..analysis.sweep_grid import Grid, load_grid
+from ..model.cluster import ConfigError
+from ..model.dtypes import QUIRK_FIXES
 from .cli_replay import add_input_args, read_input
 
 DEMO_GRID = Path(__file__).resolve().parents[2] / "data" / "demo" / "grid.toml"
@@ -31,7 +33,7 @@ def register(sub) -> None:
                         "default with no LOG: data/demo/grid.toml")
     p.add_argument("--gpu", action="append", default=[], metavar="SIZE",
                    help="GPU memory, once per GPU, when the grid has no `gpus` layouts")
-    p.add_argument("--fix", action="append", default=[], metavar="NAME",
+    p.add_argument("--fix", action="append", default=[], choices=sorted(QUIRK_FIXES),
                    help="opt-in fix of a reference quirk for every setting: route_healthy_copy, "
                         "pin_reason")
     p.add_argument("--nodes", action="store_true",
@@ -51,13 +53,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    if args.chart and not args.chart.lower().endswith((".svg", ".png", ".html")):
+        raise ConfigError(f"--chart {args.chart}: the file name must end in .svg, .png or .html")
     from ..analysis.sweep import sweep
     from ..analysis.sweep_view import combine_nodes, format_table, heatmap, ranked
 
     grid_path = args.grid or (DEMO_GRID if not args.log else None)
     if grid_path is None:
-        from ..model.cluster import ConfigError
-
         raise ConfigError("--grid grid.toml is required when a LOG is given")
     grid = load_grid(grid_path)  # fail on a bad grid before reading a big log
     traces, config, gpus, label = _read(args, grid)
