@@ -13,7 +13,7 @@ import numpy as np
 
 from .analysis.result import ReplayResult
 from .kernels.policies import policy_code
-from .kernels.replay import N_ENTRIES, replay_chunk
+from .kernels.replay import N_ENTRIES, N_EVICTIONS, replay_chunk
 from .model.arrays import build_inputs
 from .model.cluster import Crash, Gpu, Restart, RoutingConfig
 from .model.dtypes import ENTRY_DTYPE, QUIRK_FIXES
@@ -72,12 +72,9 @@ def replay(
     """
     config = config.with_(policy=policy, headroom=headroom, pins=pins)
     gpus = tuple(Gpu.of(g, k) for k, g in enumerate(gpus))
-    if warn:
-        for text in config.warnings(gpus):
-            warnings.warn(text, stacklevel=2)
     events = tuple(events)
     if warn:
-        for text in _event_warnings(trace, config, events):
+        for text in config.warnings(gpus) + _event_warnings(trace, config, events):
             warnings.warn(text, stacklevel=2)
     inp = build_inputs(trace, config, gpus, events)
     n = len(trace)
@@ -106,7 +103,7 @@ def replay(
             bar.update(hi - lo)
     if bar:
         bar.close()
-    n_ev = int(counters[2])
+    n_ev = int(counters[N_EVICTIONS])
     return ReplayResult(
         trace=trace,
         config=config,

@@ -14,7 +14,7 @@ from concerto_lab import reference
 from concerto_lab.analysis.result import cluster_state
 from concerto_lab.io.scenario import scenario_from_dict
 from concerto_lab.kernels.policies import policy_code
-from concerto_lab.kernels.replay import N_ENTRIES, replay_chunk
+from concerto_lab.kernels.replay import N_ENTRIES, N_EVICTIONS, replay_chunk
 from concerto_lab.model.arrays import build_inputs
 from concerto_lab.model.dtypes import DECISION_NAMES, ENTRY_DTYPE, REASON_KINDS
 from concerto_lab.model.trace import Trace
@@ -99,7 +99,7 @@ class KernelStepper:
             self.trace.t_ms, self.trace.model, i, i + 1, *self.args, self.entries, self.counters,
             self.ev_req, self.ev_model, self.kind, self.gpu,
         )  # fmt: skip
-        n_ev = int(self.counters[2])
+        n_ev = int(self.counters[N_EVICTIONS])
         evict = tuple(self.names[c] for c in self.ev_model[self.n_evicted:n_ev].tolist())
         self.n_evicted = n_ev
         k, g = int(self.kind[i]), int(self.gpu[i])

@@ -6,7 +6,6 @@ plus a sparse eviction list), so a 100 M-request replay stays small until a tabl
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -258,6 +257,3 @@ class ReplayResult:
     def final_state(self) -> list[dict]:
         """GPUs after the last event, in the oracle's ``final_state`` layout (list order)."""
         return cluster_state(self.final_gpus, self.final_entries, self.names)
-
-    def summary_json(self) -> str:
-        return json.dumps(self.summary())

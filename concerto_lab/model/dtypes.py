@@ -21,7 +21,6 @@ REASON_KINDS = (None, None, "unknown", "pinned", "no_fit")
 
 # --- control events interleaved with requests --------------------------------------------------
 EV_HEALTH, EV_CRASH, EV_RESET = 0, 1, 2
-CONTROL_NAMES = ("health", "crash", "reset")
 
 # --- opt-in fixes of reference quirks (bit flags; 0 = exact reference behaviour) ---------------
 FIX_ROUTE_HEALTHY_COPY = 1  # Q1: route to the first copy on a non-Unhealthy GPU
@@ -61,7 +60,3 @@ CONTROL_DTYPE = np.dtype(
 #: Request trace columns.
 TIME_DTYPE = np.int64  # UTC epoch milliseconds
 CODE_DTYPE = np.int32  # index into the trace's name dictionary
-
-
-def empty_entries(capacity: int = 64) -> np.ndarray:
-    return np.zeros(max(int(capacity), 1), dtype=ENTRY_DTYPE)

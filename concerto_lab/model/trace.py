@@ -32,15 +32,6 @@ class IntakeReport:
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
     ignored: int = 0  # valid lines that are not requests (other log events, blank lines)
 
-    def merge(self, other: IntakeReport) -> IntakeReport:
-        return IntakeReport(
-            source=", ".join(s for s in (self.source, other.source) if s),
-            lines_read=self.lines_read + other.lines_read,
-            rows_used=self.rows_used + other.rows_used,
-            skipped=self.skipped + other.skipped,
-            ignored=self.ignored + other.ignored,
-        )
-
     def summary(self, max_lines: int = 10) -> str:
         head = (
             f"{self.source or 'input'}: {self.lines_read} lines read, {self.rows_used} requests "
